@@ -1,0 +1,62 @@
+# FeedApp: `make dev` runs the whole system, `make test` runs the whole suite.
+# Both install what is missing (uv, Python dependencies, Kafka jars, data folders).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install dev test services stop status migrate lint format clean-stack
+
+help:
+	@echo "make dev       start services, migrations, web server (:8000) and consumer; Ctrl-C stops all"
+	@echo "make test      start the test stack if needed and run the whole suite"
+	@echo "make services  start the development stack (PostgreSQL, Valkey, Kafka)"
+	@echo "make stop      stop the development and test stacks"
+	@echo "make status    show what is running"
+	@echo "make migrate   apply db/migrations to the development database"
+	@echo "make lint      ruff (lint, format check) and mypy"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check 'uv>=0.5,<1'
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.installed
+
+services: install
+	$(PY) -m stack start
+
+stop: install
+	$(PY) -m stack stop
+	$(PY) -m stack --profile test stop
+
+status: install
+	-$(PY) -m stack status
+	-$(PY) -m stack --profile test status
+
+migrate: services
+	$(PY) manage.py dbmate up
+
+dev: install
+	$(PY) -m stack.dev
+
+test: install
+	$(PY) -m stack --profile test start
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean-stack: stop
+	rm -rf .stack/dev .stack/test
