@@ -1,0 +1,52 @@
+"""Ports, folders and connection URLs of each local stack profile."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STACK_ROOT = Path(os.environ.get("FEEDAPP_STACK_ROOT", PROJECT_ROOT / ".stack"))
+CACHE_DIR = STACK_ROOT / "cache"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    pg_port: int
+    valkey_port: int
+    kafka_port: int
+    kafka_controller_port: int
+    database: str
+
+    @property
+    def data_dir(self) -> Path:
+        return STACK_ROOT / self.name
+
+    @property
+    def database_url(self) -> str:
+        return f"postgres://feedapp@127.0.0.1:{self.pg_port}/{self.database}"
+
+    @property
+    def valkey_url(self) -> str:
+        return f"valkey://127.0.0.1:{self.valkey_port}/0"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+
+PROFILES = {
+    "dev": Profile("dev", 54320, 63790, 19092, 19093, "feedapp"),
+    "test": Profile("test", 54330, 63800, 19192, 19193, "feedapp_test"),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile named, or the one in FEEDAPP_STACK_PROFILE, or `dev`."""
+    name = name or os.environ.get("FEEDAPP_STACK_PROFILE", "dev")
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise SystemExit(f"unknown stack profile {name!r}; known: {', '.join(PROFILES)}") from None
