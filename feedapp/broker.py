@@ -1,0 +1,69 @@
+"""Kafka administration shared by the web process and the consumer."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from django.conf import settings
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+def _reachable(timeout: float) -> bool:
+    """True when some bootstrap server accepts a TCP connection.
+
+    kafka-python's clients retry an unreachable bootstrap list for a long time, so a
+    cheap connect check comes first.
+    """
+    for server in settings.KAFKA_BOOTSTRAP_SERVERS:
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def admin_client(timeout: float = 5.0) -> KafkaAdminClient:
+    if not _reachable(timeout):
+        raise KafkaError(f"no Kafka bootstrap server reachable: {settings.KAFKA_BOOTSTRAP_SERVERS}")
+    return KafkaAdminClient(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        request_timeout_ms=int(timeout * 1000),
+        client_id="feedapp-admin",
+    )
+
+
+def cluster_answers(timeout: float) -> bool:
+    """True when the cluster answers a metadata request within about `timeout` seconds."""
+    try:
+        admin = admin_client(timeout)
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError, ValueError):
+        return False
+    finally:
+        admin.close()
+
+
+def ensure_topic(name: str, partitions: int, replication_factor: int) -> bool:
+    """Create the topic if missing; True when this call created it."""
+    admin = admin_client()
+    try:
+        admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)]
+        )
+        log.info("created topic %s with %d partitions", name, partitions)
+        return True
+    except TopicAlreadyExistsError:
+        return False
+    finally:
+        admin.close()

@@ -1,0 +1,138 @@
+"""FeedApp settings, read from the environment and an optional `.env` (see `.env.example`).
+
+Defaults point at the local development stack (`python -m stack start`). In production
+(`FEEDAPP_MODE=production`) every secret must come from the environment.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(env("FEEDAPP_ENV_FILE", default=str(BASE_DIR / ".env")))
+
+MODE = env.str("FEEDAPP_MODE", default="development")
+if MODE not in ("development", "production"):
+    raise environ.ImproperlyConfigured("FEEDAPP_MODE must be 'development' or 'production'")
+PRODUCTION = MODE == "production"
+DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
+
+
+def _local_secret(name: str) -> str:
+    """A random secret kept in the git-ignored `.stack/` folder, for development only."""
+    path = BASE_DIR / ".stack" / f"{name}.secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _secret(name: str) -> str:
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise environ.ImproperlyConfigured(f"{name} must be set when FEEDAPP_MODE=production")
+    return _local_secret(name.lower())
+
+
+SECRET_KEY = _secret("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "daphne",  # first, so that `runserver` serves the ASGI app through daphne
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "db",
+    "accounts",
+    "polls",
+    "votes",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "feedapp.urls"
+ASGI_APPLICATION = "feedapp.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- PostgreSQL -------------------------------------------------------------------------
+# One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
+DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:54320/feedapp")
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+DB_POOL_TIMEOUT_SECONDS = env.float("DB_POOL_TIMEOUT_SECONDS", default=5.0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Valkey -----------------------------------------------------------------------------
+VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")
+VALKEY_TIMEOUT_SECONDS = env.float("VALKEY_TIMEOUT_SECONDS", default=2.0)
+
+# --- Kafka ------------------------------------------------------------------------------
+KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.1:19092"])
+
+# --- Service ----------------------------------------------------------------------------
+READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".stack" / "static"
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "kafka": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}
