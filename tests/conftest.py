@@ -1,0 +1,96 @@
+"""Test fixtures: the real test stack (PostgreSQL, Valkey, Kafka) and clients for it.
+
+The stack runs in its own data folder and ports (profile `test`), so a running
+`make dev` is never touched. The test database is rebuilt by dbmate for every run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+import valkey
+from django.conf import settings
+from django.test import AsyncClient
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+
+from db.migrate import dbmate
+from stack.__main__ import start_all
+from stack.profiles import get_profile
+
+PROFILE = get_profile("test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_stack() -> None:
+    """Start the test stack if it is not running (a no-op when it is)."""
+    start_all(PROFILE)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_database(test_stack: None) -> None:
+    """A fresh test database built from db/migrations by dbmate."""
+    assert settings.DATABASE_URL.rsplit("/", 1)[-1] == PROFILE.database, "not the test database"
+    dbmate(settings.DATABASE_URL, "drop")
+    dbmate(settings.DATABASE_URL, "create")
+    dbmate(settings.DATABASE_URL, "up")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(test_database: None) -> None:
+    """Django's own connection uses the dbmate-built database as it is (no Django migrate)."""
+
+
+@pytest.fixture
+def api() -> AsyncClient:
+    """An in-process async client for the ASGI app's views."""
+    return AsyncClient()
+
+
+@pytest.fixture
+def valkey_client() -> Iterator[valkey.Valkey]:
+    client = valkey.Valkey.from_url(settings.VALKEY_URL, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def kafka_topic() -> Iterator[str]:
+    """A topic of its own for one test, deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    admin = KafkaAdminClient(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS)
+    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
+    yield name
+    admin.delete_topics([name])
+    admin.close()
+
+
+@pytest.fixture
+def kafka_producer() -> Iterator[KafkaProducer]:
+    producer = KafkaProducer(bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, acks="all")
+    yield producer
+    producer.close(timeout=5)
+
+
+@pytest.fixture
+def kafka_consumer() -> Iterator[Callable[..., KafkaConsumer]]:
+    """Make consumers that read a topic from its start; closed after the test."""
+    made: list[KafkaConsumer] = []
+
+    def make(topic: str, group_id: str | None = None, **options: object) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+            group_id=group_id or f"test-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **options,
+        )
+        made.append(consumer)
+        return consumer
+
+    yield make
+    for consumer in made:
+        consumer.close()

@@ -1,0 +1,13 @@
+"""Settings for the test suite: the `test` stack profile, never the development one."""
+
+import os
+
+from stack.profiles import get_profile
+
+_profile = get_profile("test")
+os.environ.setdefault("DATABASE_URL", _profile.database_url)
+os.environ.setdefault("VALKEY_URL", _profile.valkey_url)
+os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", _profile.kafka_bootstrap)
+os.environ.setdefault("FEEDAPP_ENV_FILE", "/nonexistent")  # a developer's .env must not leak in
+
+from feedapp.settings import *  # noqa: E402,F403
