@@ -99,6 +99,8 @@ DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
 DB_POOL_TIMEOUT_SECONDS = env.float("DB_POOL_TIMEOUT_SECONDS", default=5.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# dbmate owns every table, Django's own included: Django's migrations never run.
+MIGRATION_MODULES = {app: None for app in ("admin", "auth", "contenttypes", "sessions")}
 
 # --- Valkey -----------------------------------------------------------------------------
 VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -40,18 +41,20 @@ def main() -> int:
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    subprocess.run(_manage("dbmate", "up"), check=True, cwd=PROJECT_ROOT)
-
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    children["web"] = subprocess.Popen(_manage("runserver", WEB_ADDRESS), cwd=PROJECT_ROOT)
-    if importlib.util.find_spec("votes.management.commands.consume_votes") is not None:
-        children["consumer"] = subprocess.Popen(_manage("consume_votes"), cwd=PROJECT_ROOT)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Explicitly: a process started in the background inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+    children: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        subprocess.run(_manage("dbmate", "up"), check=True, cwd=PROJECT_ROOT)
+        # Own process groups: runserver's autoreloader forks, and the whole group must stop.
+        children["web"] = _spawn("runserver", WEB_ADDRESS)
+        if (PROJECT_ROOT / "votes" / "management" / "commands" / "consume_votes.py").exists():
+            children["consumer"] = _spawn("consume_votes")
         if _wait_for_web(children["web"]):
             print(
                 f"serving on http://{WEB_ADDRESS} (ready in {time.monotonic() - began:.1f} s; "
@@ -66,16 +69,34 @@ def main() -> int:
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
         return 0
+    except subprocess.CalledProcessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
-        for child in children.values():
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children.values():
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop_children(children)
         stop_all(profile)
+
+
+def _spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(_manage(*args), cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each child's process group, then SIGKILL what is left after 15 s."""
+    for child in children.values():
+        _signal_group(child, signal.SIGTERM)
+    for child in children.values():
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+        _signal_group(child, signal.SIGKILL)  # stragglers, e.g. the autoreloader's child
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signum)
 
 
 if __name__ == "__main__":
