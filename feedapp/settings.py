@@ -90,6 +90,12 @@ TEMPLATES = [
     },
 ]
 
+# --- Sessions -----------------------------------------------------------------------------
+JWT_SECRET_KEY = _secret("JWT_SECRET_KEY")
+JWT_TTL_SECONDS = env.int("JWT_TTL_SECONDS", default=3600)
+# How stale the per-process view of a user may be: a ban applies within this delay.
+AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
+
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
 DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:54320/feedapp")

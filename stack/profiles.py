@@ -9,6 +9,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACK_ROOT = Path(os.environ.get("FEEDAPP_STACK_ROOT", PROJECT_ROOT / ".stack"))
 CACHE_DIR = STACK_ROOT / "cache"
+# Shifts every port, so that two checkouts can each run their own stacks side by side.
+PORT_OFFSET = int(os.environ.get("FEEDAPP_STACK_PORT_OFFSET", "0"))
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,14 @@ class Profile:
         return f"127.0.0.1:{self.kafka_port}"
 
 
+def _profile(name: str, pg: int, valkey: int, kafka: int, database: str) -> Profile:
+    o = PORT_OFFSET
+    return Profile(name, pg + o, valkey + o, kafka + o, kafka + 1 + o, database)
+
+
 PROFILES = {
-    "dev": Profile("dev", 54320, 63790, 19092, 19093, "feedapp"),
-    "test": Profile("test", 54330, 63800, 19192, 19193, "feedapp_test"),
+    "dev": _profile("dev", 54320, 63790, 19092, "feedapp"),
+    "test": _profile("test", 54330, 63800, 19192, "feedapp_test"),
 }
 
 

@@ -1,0 +1,39 @@
+"""The two helpers every view uses to learn who is calling: optional and required user."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja.errors import HttpError
+
+from accounts.tokens import Claims, read_token
+from accounts.users import User, get_user
+
+COOKIE_NAME = "feedapp_session_token"
+
+
+def session_claims(request: HttpRequest) -> Claims | None:
+    """The valid claims of the request's session cookie, decoded once per request."""
+    if not hasattr(request, "feedapp_claims"):
+        token = request.COOKIES.get(COOKIE_NAME)
+        request.feedapp_claims = read_token(token) if token else None  # type: ignore[attr-defined]
+    return request.feedapp_claims  # type: ignore[attr-defined]
+
+
+async def optional_user(request: HttpRequest) -> User | None:
+    """The active user behind the session cookie, or None (anonymous, invalid, banned)."""
+    if hasattr(request, "feedapp_user"):
+        return request.feedapp_user
+    claims = session_claims(request)
+    user = await get_user(claims.user_id) if claims else None
+    if user is not None and not user.is_active:
+        user = None
+    request.feedapp_user = user  # type: ignore[attr-defined]
+    return user
+
+
+async def require_user(request: HttpRequest) -> User:
+    """The active user behind the session cookie; 401 otherwise."""
+    user = await optional_user(request)
+    if user is None:
+        raise HttpError(401, "Not authenticated")
+    return user
