@@ -58,6 +58,18 @@ async def connection() -> AsyncIterator[psycopg.AsyncConnection]:
         yield conn
 
 
+@asynccontextmanager
+async def autocommit_connection() -> AsyncIterator[psycopg.AsyncConnection]:
+    """A pooled connection outside any transaction: one round trip per read statement."""
+    pool = await get_async_pool()
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        try:
+            yield conn
+        finally:
+            await conn.set_autocommit(False)
+
+
 async def close_async_pool() -> None:
     """Close the running loop's pool, if any."""
     task = _async_pools.pop(asyncio.get_running_loop(), None)

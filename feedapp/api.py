@@ -3,6 +3,7 @@
 from ninja import NinjaAPI
 
 from feedapp import service
+from votes.views import router as votes_router
 
 api = NinjaAPI(
     title="FeedApp API",
@@ -13,3 +14,4 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("", service.router)
+api.add_router("/vote", votes_router)

@@ -111,9 +111,17 @@ MIGRATION_MODULES = {app: None for app in ("admin", "auth", "contenttypes", "ses
 # --- Valkey -----------------------------------------------------------------------------
 VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")
 VALKEY_TIMEOUT_SECONDS = env.float("VALKEY_TIMEOUT_SECONDS", default=2.0)
+# Cached counts of a poll nobody reads expire; the next read rebuilds them.
+COUNTS_CACHE_TTL_SECONDS = env.int("COUNTS_CACHE_TTL_SECONDS", default=86400)
 
 # --- Kafka ------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.1:19092"])
+KAFKA_VOTE_TOPIC = env.str("KAFKA_VOTE_TOPIC", default="vote-event")
+KAFKA_VOTE_TOPIC_PARTITIONS = env.int("KAFKA_VOTE_TOPIC_PARTITIONS", default=12)
+KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1)
+# A vote is answered 503 when the broker has not acknowledged it within this time.
+KAFKA_PRODUCE_TIMEOUT_SECONDS = env.float("KAFKA_PRODUCE_TIMEOUT_SECONDS", default=5.0)
+KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="feedapp-vote-consumer")
 
 # --- Service ----------------------------------------------------------------------------
 READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)

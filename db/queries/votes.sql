@@ -1,0 +1,109 @@
+-- Votes: the submission check (web) and the batch application (consumer).
+
+-- name: check_vote
+-- Everything POST /api/vote/submit needs, in one round trip.
+SELECT
+    user_may(%(user_id)s, 'poll:vote', %(poll_id)s, now()) AS may_vote,
+    EXISTS (
+        SELECT 1 FROM vote_option WHERE id = %(vote_option_id)s AND poll_id = %(poll_id)s
+    ) AS option_in_poll,
+    coalesce((SELECT expires_at <= now() FROM poll WHERE id = %(poll_id)s), false) AS expired
+
+-- name: may_view_poll
+SELECT user_may(%(user_id)s, 'poll:view', %(poll_id)s, now())
+
+-- name: claim_partition
+-- Creates the partition's offset row if needed and locks it for this transaction, so
+-- two consumers that briefly share a partition during a rebalance apply each record once.
+INSERT INTO consumer_offset AS o (consumer_group, topic, partition, last_offset)
+VALUES (%(consumer_group)s, %(topic)s, %(partition)s, -1)
+ON CONFLICT (consumer_group, topic, partition)
+    DO UPDATE SET last_offset = o.last_offset
+RETURNING last_offset
+
+-- name: store_offset
+UPDATE consumer_offset
+SET last_offset = %(last_offset)s, updated_at = now()
+WHERE consumer_group = %(consumer_group)s AND topic = %(topic)s AND partition = %(partition)s
+
+-- name: stored_offsets
+SELECT partition, last_offset
+FROM consumer_offset
+WHERE consumer_group = %(consumer_group)s AND topic = %(topic)s
+
+-- name: apply_votes
+-- Applies votes (at most one per poll and user) and changes the counts by exact deltas.
+-- Votes whose poll, option or user no longer exists are left out; `applied` says how
+-- many were applicable and `touched_polls` which polls' counts changed.
+WITH incoming AS (
+    SELECT *
+    FROM unnest(
+        %(poll_ids)s::bigint[], %(user_ids)s::bigint[], %(vote_option_ids)s::bigint[],
+        %(event_ids)s::uuid[], %(submitted_at)s::timestamptz[]
+    ) AS t (poll_id, user_id, vote_option_id, event_id, submitted_at)
+),
+valid AS (
+    SELECT i.*
+    FROM incoming i
+    JOIN vote_option o ON o.id = i.vote_option_id AND o.poll_id = i.poll_id
+    JOIN "user" u ON u.id = i.user_id
+),
+previous AS (
+    -- Every CTE sees the snapshot from before this statement: these are the old votes.
+    SELECT v.poll_id, v.user_id, v.vote_option_id
+    FROM vote v
+    JOIN valid USING (poll_id, user_id)
+),
+changed AS (
+    INSERT INTO vote AS v (poll_id, user_id, vote_option_id, event_id, submitted_at)
+    SELECT poll_id, user_id, vote_option_id, event_id, submitted_at FROM valid
+    ON CONFLICT (poll_id, user_id) DO UPDATE
+        SET vote_option_id = excluded.vote_option_id,
+            event_id = excluded.event_id,
+            submitted_at = excluded.submitted_at,
+            applied_at = now()
+        WHERE v.vote_option_id <> excluded.vote_option_id
+    RETURNING v.poll_id, v.user_id, v.vote_option_id
+),
+deltas AS (
+    SELECT poll_id, vote_option_id, 1 AS delta FROM changed
+    UNION ALL
+    SELECT p.poll_id, p.vote_option_id, -1
+    FROM previous p
+    JOIN changed c USING (poll_id, user_id)
+),
+counted AS (
+    -- An UPDATE, not an upsert: PostgreSQL checks vote_count >= 0 on a proposed insert
+    -- row before ON CONFLICT, and every option gets its counts row when it is created.
+    UPDATE vote_count c
+    SET vote_count = c.vote_count + d.delta
+    FROM (
+        SELECT vote_option_id, sum(delta) AS delta
+        FROM deltas
+        GROUP BY vote_option_id
+        HAVING sum(delta) <> 0
+    ) d
+    WHERE c.vote_option_id = d.vote_option_id
+    RETURNING c.poll_id
+)
+SELECT
+    (SELECT count(*) FROM valid) AS applied,
+    array(SELECT DISTINCT poll_id FROM counted ORDER BY poll_id) AS touched_polls
+
+-- name: bump_versions
+INSERT INTO poll_counts_version AS v (poll_id, version)
+SELECT unnest(%(poll_ids)s::bigint[]), 1
+ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1
+
+-- name: poll_counts
+-- Absolute counts in presentation order (zeros included) and the counts version.
+SELECT
+    o.poll_id,
+    coalesce(max(v.version), 0) AS version,
+    array_agg(o.id ORDER BY o.position) AS option_ids,
+    array_agg(coalesce(c.vote_count, 0) ORDER BY o.position) AS vote_counts
+FROM vote_option o
+LEFT JOIN vote_count c ON c.vote_option_id = o.id
+LEFT JOIN poll_counts_version v ON v.poll_id = o.poll_id
+WHERE o.poll_id = ANY(%(poll_ids)s::bigint[])
+GROUP BY o.poll_id

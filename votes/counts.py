@@ -1,0 +1,147 @@
+"""Vote counts: exact in PostgreSQL, cached with their version in Valkey.
+
+Valkey holds, per poll, the absolute counts and the counts version. A script writes
+them only when the version is newer than the cached one, so late or repeated writers
+can never roll the cache back; the consumer's writes also publish the update on the
+poll's channel in the same step. Valkey is only a cache: a miss (flush, restart,
+eviction) is rebuilt from PostgreSQL on the next read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import valkey
+import valkey.asyncio as avalkey
+from django.conf import settings
+from valkey.exceptions import ValkeyError
+
+from db.cache import get_async_valkey
+from db.pool import autocommit_connection
+from db.sql import fetch_all, fetch_one, queries
+
+log = logging.getLogger(__name__)
+Q = queries("votes")
+
+# KEYS[1] = counts key; ARGV = version, counts JSON, TTL seconds, channel ('' = none), message
+_STORE_IF_NEWER = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and tonumber(current) >= tonumber(ARGV[1]) then
+    return 0
+end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'counts', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+if ARGV[4] ~= '' then
+    redis.call('PUBLISH', ARGV[4], ARGV[5])
+end
+return 1
+"""
+
+
+def counts_key(poll_id: int) -> str:
+    return f"counts:poll:{poll_id}"
+
+
+def updates_channel(poll_id: int) -> str:
+    return f"vote-updates:poll:{poll_id}"
+
+
+@dataclass(frozen=True)
+class PollCounts:
+    poll_id: int
+    version: int
+    option_ids: list[int]
+    vote_counts: list[int]
+
+    def as_list(self) -> list[dict[str, int]]:
+        """The API's shape: options in presentation order, zeros included."""
+        return [
+            {"vote_option_id": option_id, "vote_count": count}
+            for option_id, count in zip(self.option_ids, self.vote_counts, strict=True)
+        ]
+
+    def update_message(self) -> str:
+        """What subscribers of the poll's channel receive."""
+        return json.dumps(
+            {
+                "type": "vote_update",
+                "poll_id": self.poll_id,
+                "version": self.version,
+                "counts": self.as_list(),
+            },
+            separators=(",", ":"),
+        )
+
+    def script_args(self, publish: bool) -> list[Any]:
+        return [
+            self.version,
+            json.dumps(self.as_list(), separators=(",", ":")),
+            settings.COUNTS_CACHE_TTL_SECONDS,
+            updates_channel(self.poll_id) if publish else "",
+            self.update_message() if publish else "",
+        ]
+
+
+def store_counts(client: valkey.Valkey, counts: list[PollCounts]) -> None:
+    """Cache and publish absolute counts (consumer side), refusing older versions."""
+    if not counts:
+        return
+    script = client.register_script(_STORE_IF_NEWER)
+    with client.pipeline(transaction=False) as pipe:
+        for poll in counts:
+            script(
+                keys=[counts_key(poll.poll_id)], args=poll.script_args(publish=True), client=pipe
+            )
+        pipe.execute()
+
+
+def read_counts_sync(conn: psycopg.Connection, poll_ids: list[int]) -> list[PollCounts]:
+    """Absolute counts of these polls from PostgreSQL (consumer side)."""
+    with conn.cursor(row_factory=psycopg.rows.class_row(PollCounts)) as cur:
+        cur.execute(Q["poll_counts"], {"poll_ids": poll_ids})
+        return cur.fetchall()
+
+
+async def read_counts(poll_id: int) -> PollCounts | None:
+    """The poll's counts from Valkey, rebuilt from PostgreSQL on a miss; None if no poll."""
+    client: avalkey.Valkey | None = get_async_valkey()
+    try:
+        # valkey-py types its commands for both clients at once.
+        version, data = await client.hmget(  # type: ignore[misc, union-attr]
+            counts_key(poll_id), ["version", "counts"]
+        )
+        if version is not None and data is not None:
+            pairs = json.loads(data)
+            return PollCounts(
+                poll_id,
+                int(version),
+                [pair["vote_option_id"] for pair in pairs],
+                [pair["vote_count"] for pair in pairs],
+            )
+    except (ValkeyError, OSError) as exc:
+        log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
+        client = None
+    async with autocommit_connection() as conn:
+        counts = await fetch_one(conn, Q["poll_counts"], {"poll_ids": [poll_id]}, PollCounts)
+    if counts is not None and client is not None:
+        try:
+            script = client.register_script(_STORE_IF_NEWER)
+            await script(keys=[counts_key(poll_id)], args=counts.script_args(publish=False))
+        except (ValkeyError, OSError) as exc:
+            log.warning("could not refill the counts cache of poll %d: %r", poll_id, exc)
+    return counts
+
+
+async def read_counts_many(poll_ids: list[int]) -> list[PollCounts]:
+    """Absolute counts of several polls straight from PostgreSQL."""
+    async with autocommit_connection() as conn:
+        return await fetch_all(conn, Q["poll_counts"], {"poll_ids": poll_ids}, PollCounts)
+
+
+async def forget_counts(poll_id: int) -> None:
+    """Drop a poll's cached counts (after the poll was deleted)."""
+    await get_async_valkey().delete(counts_key(poll_id))

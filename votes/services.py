@@ -1,0 +1,62 @@
+"""Vote submission and counts reading (web side)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ninja.errors import HttpError
+
+from accounts.users import User
+from db.pool import autocommit_connection
+from db.sql import fetch_one, fetch_value, queries
+from votes.counts import PollCounts, read_counts
+from votes.events import VoteEvent
+from votes.producer import VoteNotEnqueued, produce_vote
+
+log = logging.getLogger(__name__)
+Q = queries("votes")
+
+
+@dataclass(frozen=True)
+class VoteCheck:
+    may_vote: bool
+    option_in_poll: bool
+    expired: bool
+
+
+async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteEvent:
+    """Check the right to vote now, then enqueue the vote durably in Kafka.
+
+    403: no right to vote (also for a poll that does not exist), 404: the option is not
+    in that poll, 409: the poll has expired, 503: the broker did not acknowledge.
+    """
+    params = {"user_id": user.id, "poll_id": poll_id, "vote_option_id": vote_option_id}
+    async with autocommit_connection() as conn:
+        check = await fetch_one(conn, Q["check_vote"], params, VoteCheck)
+    assert check is not None
+    if not check.may_vote:
+        raise HttpError(403, "You may not vote on this poll")
+    if not check.option_in_poll:
+        raise HttpError(404, "This option does not belong to this poll")
+    if check.expired:
+        raise HttpError(409, "This poll has expired")
+    event = VoteEvent.new(user.id, poll_id, vote_option_id)
+    try:
+        await produce_vote(event)
+    except VoteNotEnqueued as exc:
+        log.error("vote of user %d on poll %d not enqueued: %s", user.id, poll_id, exc)
+        raise HttpError(503, "The vote could not be recorded; please try again") from exc
+    return event
+
+
+async def get_visible_counts(user: User | None, poll_id: int) -> PollCounts:
+    """The poll's counts if the caller may view it; 404 otherwise."""
+    async with autocommit_connection() as conn:
+        may_view = await fetch_value(
+            conn, Q["may_view_poll"], {"user_id": user.id if user else None, "poll_id": poll_id}
+        )
+    counts = await read_counts(poll_id) if may_view else None
+    if counts is None:
+        raise HttpError(404, "Poll not found")
+    return counts

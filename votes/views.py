@@ -1,0 +1,58 @@
+"""Vote routes: submit a vote, read a poll's counts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from django.http import HttpRequest
+from ninja import Path, Router, Schema, Status
+from pydantic import ConfigDict, Field
+
+from accounts.auth import optional_user, require_user
+from votes.events import MAX_ID
+from votes.services import do_submit_vote, get_visible_counts
+
+router = Router(tags=["votes"])
+
+Id = Annotated[int, Field(gt=0, le=MAX_ID)]
+
+
+class SubmitVote(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    poll_id: Id
+    vote_option_id: Id
+
+
+class Accepted(Schema):
+    status: Literal["accepted"]
+
+
+class OptionCount(Schema):
+    vote_option_id: int
+    vote_count: int
+
+
+class Detail(Schema):
+    detail: str
+
+
+@router.post(
+    "/submit",
+    response={201: Accepted, 401: Detail, 403: Detail, 404: Detail, 409: Detail, 503: Detail},
+    summary="Submit or change a vote",
+)
+async def submit_vote(request: HttpRequest, body: SubmitVote) -> Status[Accepted]:
+    """Accepted once the vote is durably in Kafka; counts change when it is applied."""
+    user = await require_user(request)
+    await do_submit_vote(user, body.poll_id, body.vote_option_id)
+    return Status(201, Accepted(status="accepted"))
+
+
+@router.get("/{poll_id}", response={200: list[OptionCount], 404: Detail}, summary="A poll's counts")
+async def poll_counts(
+    request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
+) -> list[dict[str, int]]:
+    """Counts per option in presentation order, zeros included."""
+    counts = await get_visible_counts(await optional_user(request), poll_id)
+    return counts.as_list()
