@@ -1,0 +1,132 @@
+"""Applying a batch of one partition's vote records: the consumer's business logic.
+
+`apply_batch` runs in ONE PostgreSQL transaction that also stores the partition's
+last applied offset, and skips records at or below the stored one. Redelivery thus
+changes nothing (exactly-once effect over at-least-once delivery). Kafka, batching,
+retries and shutdown live in `votes.runner`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import LiteralString
+
+import psycopg
+from psycopg import errors
+
+from db.sql import queries
+from votes.counts import PollCounts, read_counts_sync
+from votes.events import PoisonEvent, VoteEvent
+from votes.reduce import last_vote_per_user
+
+log = logging.getLogger(__name__)
+Q = queries("votes")
+
+
+@dataclass(frozen=True)
+class Record:
+    offset: int
+    value: bytes | None
+
+
+@dataclass
+class BatchOutcome:
+    last_offset: int
+    fresh: int = 0  # records above the stored offset
+    applicable: int = 0  # votes (after reduction) whose poll, option and user exist
+    poison: int = 0  # records that are not vote events
+    gone: int = 0  # votes for a poll, option or user that no longer exists
+    counts: list[PollCounts] = field(default_factory=list)  # polls whose counts changed
+
+
+def apply_batch(
+    conn: psycopg.Connection, group: str, topic: str, partition: int, records: Sequence[Record]
+) -> BatchOutcome:
+    """Apply the records (in offset order) and store the last offset, in one transaction."""
+    where = {"consumer_group": group, "topic": topic, "partition": partition}
+    with conn.transaction():
+        stored = _value(conn, Q["claim_partition"], where)
+        fresh = [record for record in records if record.offset > stored]
+        outcome = BatchOutcome(last_offset=max(stored, records[-1].offset if records else stored))
+        if not fresh:
+            return outcome
+        outcome.fresh = len(fresh)
+        events = _decode(fresh, topic, partition, outcome)
+        votes = last_vote_per_user(events)
+        touched = _apply_votes(conn, votes, outcome)
+        if touched:
+            conn.execute(Q["bump_versions"], {"poll_ids": touched})
+            outcome.counts = read_counts_sync(conn, touched)
+        conn.execute(Q["store_offset"], {**where, "last_offset": fresh[-1].offset})
+        outcome.last_offset = fresh[-1].offset
+    return outcome
+
+
+def _decode(
+    records: Sequence[Record], topic: str, partition: int, outcome: BatchOutcome
+) -> list[VoteEvent]:
+    events = []
+    for record in records:
+        try:
+            events.append(VoteEvent.decode(record.value))
+        except PoisonEvent as exc:
+            outcome.poison += 1
+            log.warning("skipping record %s/%d@%d: %s", topic, partition, record.offset, exc)
+    return events
+
+
+def _apply_votes(
+    conn: psycopg.Connection, votes: list[VoteEvent], outcome: BatchOutcome
+) -> list[int]:
+    """Apply all votes in one statement; on a constraint conflict, one by one."""
+    if not votes:
+        return []
+    try:
+        with conn.transaction():  # a savepoint: a failure leaves the batch's transaction usable
+            applied, touched = _apply(conn, votes)
+    except (errors.IntegrityError, errors.DataError) as exc:
+        # E.g. a poll deleted between the check and the insert: find the culprits.
+        log.warning("batch of %d votes conflicted (%r); applying one by one", len(votes), exc)
+        applied, touched_set = 0, set()
+        for vote in votes:
+            try:
+                with conn.transaction():
+                    one_applied, one_touched = _apply(conn, [vote])
+            except (errors.IntegrityError, errors.DataError) as one_exc:
+                log.warning("skipping vote event %s: %r", vote.event_id, one_exc)
+                continue
+            applied += one_applied
+            touched_set.update(one_touched)
+        touched = sorted(touched_set)
+    outcome.applicable += applied
+    outcome.gone += len(votes) - applied
+    return touched
+
+
+def _apply(conn: psycopg.Connection, votes: list[VoteEvent]) -> tuple[int, list[int]]:
+    row = conn.execute(
+        Q["apply_votes"],
+        {
+            "poll_ids": [vote.poll_id for vote in votes],
+            "user_ids": [vote.user_id for vote in votes],
+            "vote_option_ids": [vote.vote_option_id for vote in votes],
+            "event_ids": [vote.event_id for vote in votes],
+            "submitted_at": [vote.submitted_at for vote in votes],
+        },
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), list(row[1])
+
+
+def _value(conn: psycopg.Connection, query: LiteralString, params: dict[str, object]) -> int:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def stored_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:
+    """The last applied offset per partition of this group and topic."""
+    rows = conn.execute(Q["stored_offsets"], {"consumer_group": group, "topic": topic})
+    return {int(partition): int(offset) for partition, offset in rows.fetchall()}

@@ -1,0 +1,56 @@
+"""`manage.py consume_votes`: apply vote events from Kafka to PostgreSQL and Valkey."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from argparse import ArgumentParser
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from feedapp import broker
+from votes.runner import RunnerConfig, run
+
+
+class Command(BaseCommand):
+    help = "Consume vote events (one consumer group; run as many as there are partitions)."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--group", default=settings.KAFKA_CONSUMER_GROUP)
+        parser.add_argument("--topic", default=settings.KAFKA_VOTE_TOPIC)
+        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--poll-timeout-ms", type=int, default=500)
+        parser.add_argument(
+            "--stats-interval",
+            type=float,
+            default=10.0,
+            help="seconds between throughput and lag log lines",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        broker.ensure_topic(
+            options["topic"],
+            settings.KAFKA_VOTE_TOPIC_PARTITIONS,
+            settings.KAFKA_VOTE_TOPIC_REPLICATION,
+        )
+        run(
+            RunnerConfig(
+                bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+                topic=options["topic"],
+                group=options["group"],
+                batch_size=options["batch_size"],
+                poll_timeout_ms=options["poll_timeout_ms"],
+                stats_interval_seconds=options["stats_interval"],
+            ),
+            stop,
+        )

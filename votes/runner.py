@@ -1,0 +1,242 @@
+"""The Kafka side of the vote consumer: polling, commit policy, retries and shutdown.
+
+The business logic is `votes.consumer.apply_batch`. This runner only moves records
+to it, one partition's batch at a time, and:
+
+- on (re)assignment seeks each partition to the offset stored in PostgreSQL + 1;
+- commits the Kafka offset only after the batch is committed in PostgreSQL (the Kafka
+  offset is for lag monitoring; PostgreSQL's stored offset is the truth);
+- on a PostgreSQL or Valkey outage pauses its partitions and retries with backoff,
+  never moving past work that is not in PostgreSQL;
+- after SIGTERM/SIGINT finishes the batch in hand, then exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psycopg
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from valkey.exceptions import ValkeyError
+
+from db.cache import get_sync_valkey
+from db.pool import get_sync_pool
+from votes.consumer import BatchOutcome, Record, apply_batch, stored_offsets
+from votes.counts import PollCounts, store_counts
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass
+class RunnerConfig:
+    bootstrap_servers: list[str]
+    topic: str
+    group: str
+    batch_size: int = 500
+    poll_timeout_ms: int = 500
+    stats_interval_seconds: float = 10.0
+
+
+@dataclass
+class Stats:
+    applied: int = 0
+    fresh: int = 0
+    poison: int = 0
+    gone: int = 0
+    batches: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+
+class _SeekToStored(ConsumerRebalanceListener):
+    """On assignment, continue each partition right after its offset in PostgreSQL."""
+
+    def __init__(self, consumer: KafkaConsumer, config: RunnerConfig) -> None:
+        self.consumer = consumer
+        self.config = config
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if not assigned:
+            return
+        # If this fails, the consumer starts from the committed Kafka offsets, which never
+        # run ahead of PostgreSQL's; records already applied are then skipped.
+        with get_sync_pool().connection() as conn:
+            stored = stored_offsets(conn, self.config.group, self.config.topic)
+        for tp in assigned:
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition] + 1)
+            else:
+                self.consumer.seek_to_beginning(tp)
+        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+def make_consumer(config: RunnerConfig) -> KafkaConsumer:
+    consumer = KafkaConsumer(
+        bootstrap_servers=config.bootstrap_servers,
+        group_id=config.group,
+        client_id=f"{config.group}-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=config.batch_size,
+        isolation_level="read_committed",
+    )
+    consumer.subscribe([config.topic], listener=_SeekToStored(consumer, config))
+    return consumer
+
+
+def run(
+    config: RunnerConfig,
+    stop: threading.Event,
+    consumer_factory: Callable[[RunnerConfig], KafkaConsumer] = make_consumer,
+) -> Stats:
+    """Consume until `stop` is set; returns the totals."""
+    consumer = consumer_factory(config)
+    totals = Stats()
+    interval = Stats()
+    pending: dict[int, PollCounts] = {}  # committed counts not yet in Valkey, latest per poll
+    log.info("consuming %s as group %s", config.topic, config.group)
+    try:
+        while not stop.is_set():
+            batches = consumer.poll(
+                timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
+            )
+            for tp, kafka_records in batches.items():
+                records = [Record(r.offset, r.value) for r in kafka_records]
+                outcome = _apply_until_done(consumer, config, tp, records, stop)
+                if outcome is None:
+                    continue  # stopping, or the partition moved to another consumer
+                for counts in outcome.counts:
+                    pending[counts.poll_id] = counts
+                _commit_kafka(consumer, tp, outcome.last_offset)
+                for stats in (totals, interval):
+                    stats.batches += 1
+                    stats.fresh += outcome.fresh
+                    stats.applied += outcome.applicable
+                    stats.poison += outcome.poison
+                    stats.gone += outcome.gone
+            if pending:
+                _flush_cache_until_done(consumer, pending, stop)
+            if time.monotonic() - interval.since >= config.stats_interval_seconds:
+                _log_stats(consumer, interval)
+                interval = Stats()
+    finally:
+        if pending:
+            _flush_cache_until_done(consumer, pending, threading.Event(), attempts=3)
+        consumer.close(autocommit=False)
+        log.info(
+            "consumer stopped: %d records in %d batches, %d votes applicable, "
+            "%d poison, %d for gone polls",
+            totals.fresh,
+            totals.batches,
+            totals.applied,
+            totals.poison,
+            totals.gone,
+        )
+    return totals
+
+
+def _apply_until_done(
+    consumer: KafkaConsumer,
+    config: RunnerConfig,
+    tp: TopicPartition,
+    records: list[Record],
+    stop: threading.Event,
+) -> BatchOutcome | None:
+    """Apply one partition's batch, retrying database outages with backoff."""
+    backoff = 0.2
+    while True:
+        try:
+            with get_sync_pool().connection() as conn:
+                return apply_batch(conn, config.group, config.topic, tp.partition, records)
+        except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+            log.error(
+                "PostgreSQL unavailable, batch of %s/%d not applied, retrying in %.1f s: %r",
+                tp.topic,
+                tp.partition,
+                backoff,
+                exc,
+            )
+        if not _wait_paused(consumer, backoff, stop) or tp not in consumer.assignment():
+            return None
+        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _flush_cache_until_done(
+    consumer: KafkaConsumer,
+    pending: dict[int, PollCounts],
+    stop: threading.Event,
+    attempts: int | None = None,
+) -> None:
+    """Write committed counts to Valkey; while it is down, pause and retry."""
+    backoff = 0.2
+    while pending and (attempts is None or attempts > 0):
+        try:
+            store_counts(get_sync_valkey(), list(pending.values()))
+            pending.clear()
+            return
+        except (ValkeyError, OSError) as exc:
+            log.error(
+                "Valkey unavailable, %d polls' counts not cached, retrying in %.1f s: %r",
+                len(pending),
+                backoff,
+                exc,
+            )
+        if attempts is not None:
+            attempts -= 1
+            time.sleep(backoff)
+        elif not _wait_paused(consumer, backoff, stop):
+            return
+        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event) -> bool:
+    """Keep group membership alive without fetching for `seconds`; False when stopping."""
+    assigned = consumer.assignment()
+    consumer.pause(*assigned)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if stop.is_set():
+                return False
+            consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+    finally:
+        consumer.resume(*[tp for tp in assigned if tp in consumer.assignment()])
+    return not stop.is_set()
+
+
+def _commit_kafka(consumer: KafkaConsumer, tp: TopicPartition, last_offset: int) -> None:
+    try:
+        consumer.commit({tp: OffsetAndMetadata(last_offset + 1, "", -1)})
+    except KafkaError as exc:
+        # Harmless: PostgreSQL holds the applied offset; this one only feeds lag monitoring.
+        log.info("kafka offset commit for %s/%d skipped: %r", tp.topic, tp.partition, exc)
+
+
+def _log_stats(consumer: KafkaConsumer, stats: Stats) -> None:
+    elapsed = max(time.monotonic() - stats.since, 1e-9)
+    lag = 0
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag += max(highwater - consumer.position(tp), 0)
+    log.info(
+        "applied %d records in %d batches (%.0f records/s), %d poison, %d gone, "
+        "lag %d, partitions %d",
+        stats.fresh,
+        stats.batches,
+        stats.fresh / elapsed,
+        stats.poison,
+        stats.gone,
+        lag,
+        len(consumer.assignment()),
+    )
