@@ -17,8 +17,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from db.migrate import dbmate
+from feedapp import broker
 from stack.__main__ import start_all
 from stack.profiles import get_profile
+from tests.consumers import consumer_thread
 
 PROFILE = get_profile("test")
 
@@ -36,6 +38,24 @@ def test_database(test_stack: None) -> None:
     dbmate(settings.DATABASE_URL, "drop")
     dbmate(settings.DATABASE_URL, "create")
     dbmate(settings.DATABASE_URL, "up")
+
+
+@pytest.fixture(scope="session")
+def vote_topic(test_stack: None) -> Iterator[str]:
+    """This run's vote topic (see tests/settings.py), deleted at the end."""
+    topic = settings.KAFKA_VOTE_TOPIC
+    broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
+    yield topic
+    admin = broker.admin_client()
+    admin.delete_topics([topic])
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def vote_consumer(vote_topic: str, test_database: None) -> Iterator[None]:
+    """The real vote consumer for this run's topic, in a background thread."""
+    with consumer_thread(vote_topic, f"test-group-{uuid.uuid4().hex[:8]}"):
+        yield
 
 
 @pytest.fixture(scope="session")
