@@ -96,6 +96,10 @@ JWT_TTL_SECONDS = env.int("JWT_TTL_SECONDS", default=3600)
 # How stale the per-process view of a user may be: a ban applies within this delay.
 AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
 
+# --- Limits -------------------------------------------------------------------------------
+# Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
 DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:54320/feedapp")
