@@ -2,7 +2,9 @@
 
 from ninja import NinjaAPI
 
+from accounts.views import router as accounts_router
 from feedapp import service
+from feedapp.errors import install_error_handlers
 
 api = NinjaAPI(
     title="FeedApp API",
@@ -12,4 +14,6 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     urls_namespace="api",
 )
+install_error_handlers(api)
 api.add_router("", service.router)
+api.add_router("/user", accounts_router)
