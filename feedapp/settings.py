@@ -65,6 +65,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads the body.
     "feedapp.middleware.body_limit_middleware",
+    # The API's CSRF defence (Origin check); Django's token check below keeps guarding /admin/.
+    "accounts.middleware.origin_check_middleware",
+    "accounts.middleware.session_renewal_middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -99,6 +102,16 @@ JWT_TTL_SECONDS = env.int("JWT_TTL_SECONDS", default=3600)
 AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
 # The session cookie travels over HTTPS only; off in development so http://localhost works.
 AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=not DEBUG)
+# Origins whose browsers may send state-changing API requests (the Origin/Referer check).
+FEEDAPP_ALLOWED_ORIGINS = env.list(
+    "FEEDAPP_ALLOWED_ORIGINS",
+    default=[
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+    ],
+)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     # Verifies hashes made by other hashers; they are replaced by Argon2id on the next login.

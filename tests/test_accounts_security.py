@@ -1,4 +1,4 @@
-"""Sessions under attack: forged tokens, bans, secrets in output."""
+"""Sessions under attack: forged tokens, bans, CSRF, cookie renewal, secrets in output."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.test import AsyncClient, override_settings
 
 from accounts.auth import COOKIE_NAME
 from accounts.services import do_deactivate_user, do_reactivate_user
-from accounts.tokens import issue_token
+from accounts.tokens import issue_token, read_token
 from db.pool import connection
 from db.sql import execute
 from tests.accounts_client import AddressedClient, new_identity, register
@@ -167,3 +167,121 @@ async def test_no_response_or_log_line_contains_a_password_or_hash(
         assert password not in line
         assert "argon2" not in line.lower()
         assert "pbkdf2" not in line.lower()
+
+
+# --- CSRF ---------------------------------------------------------------------------------
+
+
+async def _logout_with(headers: dict[str, str]) -> Any:
+    user = await make_user()
+    client = client_for(user)
+    return await client.post(LOGOUT, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "https://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "http://localhost:5173.evil.example"}, 403),
+        ({"Referer": "https://evil.example/page"}, 403),
+        ({"Referer": "not a url"}, 403),
+        ({"Origin": "https://evil.example", "Referer": "http://localhost:5173/"}, 403),
+        ({"Origin": "http://localhost:5173"}, 204),
+        ({"Origin": "http://127.0.0.1:8000"}, 204),
+        ({"Referer": "http://localhost:5173/polls/3"}, 204),
+        ({}, 204),
+    ],
+)
+async def test_state_changing_requests_check_the_origin(
+    headers: dict[str, str], status: int
+) -> None:
+    response = await _logout_with(headers)
+    assert response.status_code == status, response.content
+    if status == 403:
+        assert response.json() == {"detail": "Origin not allowed"}
+        assert COOKIE_NAME not in response.cookies
+
+
+async def test_foreign_origin_login_is_refused_and_allowed_origin_works() -> None:
+    identity = new_identity()
+    client = AddressedClient()
+    await register(client, identity)
+    body = {"username": identity["username"], "password": identity["password"]}
+    foreign = await client.post_json(LOGIN, body, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    allowed = await client.post_json(LOGIN, body, headers={"Origin": "http://localhost:5173"})
+    assert allowed.status_code == 204
+    assert COOKIE_NAME in allowed.cookies
+
+
+async def test_allowed_origins_come_from_settings() -> None:
+    with override_settings(FEEDAPP_ALLOWED_ORIGINS=["https://polls.example"]):
+        assert (await _logout_with({"Origin": "https://polls.example"})).status_code == 204
+        assert (await _logout_with({"Origin": "http://localhost:5173"})).status_code == 403
+
+
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+async def test_other_unsafe_methods_are_origin_checked(method: str) -> None:
+    # Checked before routing, so it holds for every API route, present and future.
+    response = await getattr(AsyncClient(), method)(
+        "/api/poll/1", headers={"Origin": "https://evil.example"}
+    )
+    assert response.status_code == 403
+
+
+async def test_safe_methods_are_not_origin_checked() -> None:
+    user = await make_user()
+    response = await client_for(user).get(ME, headers={"Origin": "https://evil.example"})
+    assert response.status_code == 200
+
+
+async def test_django_csrf_still_guards_the_admin_but_not_the_api() -> None:
+    strict = AsyncClient(enforce_csrf_checks=True)
+    admin = await strict.post("/admin/login/", {"username": "a", "password": "b"})
+    assert admin.status_code == 403
+    api_call = await strict.post(LOGOUT)
+    assert api_call.status_code == 204
+
+
+# --- Cookie renewal -----------------------------------------------------------------------
+
+
+async def test_session_cookie_is_renewed_past_half_life() -> None:
+    user = await make_user()
+    client = AsyncClient()
+    client.cookies[COOKIE_NAME] = issue_token(
+        user.id, now=time.time() - settings.JWT_TTL_SECONDS * 0.6
+    )
+    response = await client.get(ME)
+    assert response.status_code == 200
+    renewed = response.cookies[COOKIE_NAME]
+    assert renewed["httponly"] is True
+    assert int(renewed["max-age"]) == settings.JWT_TTL_SECONDS
+    claims = read_token(renewed.value)
+    assert claims is not None
+    assert claims.user_id == user.id
+    assert not claims.past_half_life()
+
+
+async def test_young_session_cookie_is_not_renewed() -> None:
+    user = await make_user()
+    client = AsyncClient()
+    client.cookies[COOKIE_NAME] = issue_token(
+        user.id, now=time.time() - settings.JWT_TTL_SECONDS * 0.4
+    )
+    response = await client.get(ME)
+    assert response.status_code == 200
+    assert COOKIE_NAME not in response.cookies
+
+
+async def test_old_cookie_of_a_banned_user_is_not_renewed() -> None:
+    user = await make_user()
+    await do_deactivate_user(user.id)
+    client = AsyncClient()
+    client.cookies[COOKIE_NAME] = issue_token(
+        user.id, now=time.time() - settings.JWT_TTL_SECONDS * 0.6
+    )
+    response = await client.get(ME)
+    assert response.status_code == 401
+    assert COOKIE_NAME not in response.cookies
