@@ -2,7 +2,9 @@
 
 from ninja import NinjaAPI
 
+from accounts.views import router as accounts_router
 from feedapp import service
+from feedapp.errors import install_error_handlers
 from votes.views import router as votes_router
 
 api = NinjaAPI(
@@ -13,5 +15,7 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     urls_namespace="api",
 )
+install_error_handlers(api)
 api.add_router("", service.router)
+api.add_router("/user", accounts_router)
 api.add_router("/vote", votes_router)

@@ -63,6 +63,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads the body.
+    "feedapp.middleware.body_limit_middleware",
+    # The API's CSRF defence (Origin check); Django's token check below keeps guarding /admin/.
+    "accounts.middleware.origin_check_middleware",
+    "accounts.middleware.session_renewal_middleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,6 +100,36 @@ JWT_SECRET_KEY = _secret("JWT_SECRET_KEY")
 JWT_TTL_SECONDS = env.int("JWT_TTL_SECONDS", default=3600)
 # How stale the per-process view of a user may be: a ban applies within this delay.
 AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
+# The session cookie travels over HTTPS only; off in development so http://localhost works.
+AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=not DEBUG)
+# Origins whose browsers may send state-changing API requests (the Origin/Referer check).
+FEEDAPP_ALLOWED_ORIGINS = env.list(
+    "FEEDAPP_ALLOWED_ORIGINS",
+    default=[
+        "http://localhost:5173",
+        "http://127.0.0.1:5173",
+        "http://localhost:8000",
+        "http://127.0.0.1:8000",
+    ],
+)
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    # Verifies hashes made by other hashers; they are replaced by Argon2id on the next login.
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+
+# --- Limits -------------------------------------------------------------------------------
+# Failed logins allowed per window, counted per account and per client address.
+LOGIN_FAILURES_LIMIT = env.int("LOGIN_FAILURES_LIMIT", default=10)
+LOGIN_FAILURES_WINDOW_SECONDS = env.float("LOGIN_FAILURES_WINDOW_SECONDS", default=300.0)
+# Registrations allowed per window and client address.
+REGISTRATIONS_LIMIT = env.int("REGISTRATIONS_LIMIT", default=30)
+REGISTRATIONS_WINDOW_SECONDS = env.float("REGISTRATIONS_WINDOW_SECONDS", default=600.0)
+# Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
+TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
+# Largest request body accepted, bytes; larger ones get 413.
+REQUEST_BODY_LIMIT_BYTES = env.int("REQUEST_BODY_LIMIT_BYTES", default=64 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_LIMIT_BYTES
 
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).

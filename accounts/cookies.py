@@ -1,0 +1,40 @@
+"""Setting and clearing the session cookie on a response."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from django.conf import settings
+from django.http import HttpResponseBase
+
+from accounts.auth import COOKIE_NAME
+from accounts.tokens import issue_token
+
+SAMESITE: Final = "Lax"
+
+
+def set_session_cookie(response: HttpResponseBase, user_id: int, now: float | None = None) -> None:
+    """Put a fresh session token for `user_id` into the response's cookie."""
+    response.set_cookie(
+        COOKIE_NAME,
+        issue_token(user_id, now=now),
+        max_age=settings.JWT_TTL_SECONDS,
+        path="/",
+        secure=settings.AUTH_COOKIE_SECURE,
+        httponly=True,
+        samesite=SAMESITE,
+    )
+
+
+def clear_session_cookie(response: HttpResponseBase) -> None:
+    """Tell the browser to drop the session cookie."""
+    # The same attributes as when set, so that a browser replaces rather than adds a cookie.
+    response.set_cookie(
+        COOKIE_NAME,
+        "",
+        max_age=0,
+        path="/",
+        secure=settings.AUTH_COOKIE_SECURE,
+        httponly=True,
+        samesite=SAMESITE,
+    )

@@ -1,0 +1,89 @@
+"""Request and response bodies of the accounts API (field names are the HTTP contract)."""
+
+from __future__ import annotations
+
+import re
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, field_validator
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN_LABEL = re.compile(r"(?:[^\W_]|-){1,63}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _encodable(value: str) -> str:
+    # JSON may carry lone surrogates ("\ud800"): valid Python text that no database,
+    # hasher or log line can encode. They are refused here, not met later as a 500.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _email(value: str) -> str:
+    local, at, domain = value.rpartition("@")
+    labels = domain.split(".")
+    valid = (
+        at == "@"
+        and len(local) <= 64
+        and _EMAIL_LOCAL.fullmatch(local) is not None
+        and len(labels) >= 2
+        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        and not any(label.startswith("-") or label.endswith("-") for label in labels)
+        and not labels[-1].isdigit()
+    )
+    if not valid:
+        raise ValueError("not a valid email address")
+    return value
+
+
+class Input(Schema):
+    # Unknown fields are a client bug worth reporting (422), not something to drop silently.
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterIn(Input):
+    username: str = Field(
+        min_length=3,
+        max_length=32,
+        pattern=USERNAME_PATTERN,
+        description="3 to 32 letters, digits, `_`, `.` or `-`",
+    )
+    email: str = Field(min_length=3, max_length=254, description="An email address")
+    password: str = Field(min_length=8, max_length=128, description="8 to 128 characters")
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        return _email(_encodable(value))
+
+    @field_validator("password")
+    @classmethod
+    def _valid_password(cls, value: str) -> str:
+        return _encodable(value)
+
+
+class LoginIn(Input):
+    username: str = Field(min_length=1, max_length=254, description="The username or the email")
+    password: str = Field(min_length=1, max_length=128)
+
+    @field_validator("username")
+    @classmethod
+    def _valid_login(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return _encodable(value)
+
+    @field_validator("password")
+    @classmethod
+    def _valid_password(cls, value: str) -> str:
+        return _encodable(value)
+
+
+class UserInfo(Schema):
+    id: int
+    username: str
+    email: str

@@ -1,0 +1,154 @@
+"""Account write paths: registration, login, and (for moderation) deactivation.
+
+Views and the admin call these; they never log a password or a hash, and they log
+user-chosen text only through %r so that it cannot forge log lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from accounts import throttle
+from accounts.passwords import check_password, hash_password
+from accounts.users import User, forget_user
+from db.pool import connection
+from db.sql import execute, fetch_one, fetch_value, queries
+
+log = logging.getLogger(__name__)
+Q = queries("accounts")
+
+LOGIN_BY_ADDRESS = "login-failures:address"
+LOGIN_BY_ACCOUNT = "login-failures:account"
+REGISTER_BY_ADDRESS = "registrations:address"
+BAD_CREDENTIALS = "Invalid username or password"
+TOO_MANY_LOGINS = "Too many failed logins; try again later"
+TOO_MANY_REGISTRATIONS = "Too many registrations; try again later"
+
+
+class Conflict(Exception):
+    """The username or the email is already registered."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadCredentials(Exception):
+    """Unknown account, wrong password or deactivated user: deliberately one case."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    id: int
+    is_active: bool
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Taken:
+    username_taken: bool
+    email_taken: bool
+
+
+def _login_rate() -> throttle.Rate:
+    return throttle.Rate(settings.LOGIN_FAILURES_LIMIT, settings.LOGIN_FAILURES_WINDOW_SECONDS)
+
+
+def _registration_rate() -> throttle.Rate:
+    return throttle.Rate(settings.REGISTRATIONS_LIMIT, settings.REGISTRATIONS_WINDOW_SECONDS)
+
+
+async def do_register_user(username: str, email: str, password: str, address: str) -> User:
+    """Create an active account; Conflict when the username or email is taken."""
+    verdict = await throttle.consume(REGISTER_BY_ADDRESS, address, _registration_rate())
+    if not verdict.allowed:
+        log.warning("registration throttled for address %r", address)
+        throttle.raise_if_denied(verdict, TOO_MANY_REGISTRATIONS)
+    encoded = await hash_password(password)
+    params = {"username": username, "email": email}
+    async with connection() as conn:
+        user = await fetch_one(conn, Q["create_user"], {**params, "password": encoded}, User)
+        taken = None if user else await fetch_one(conn, Q["find_taken"], params, Taken)
+    if user is not None:
+        log.info("registered user %d %r from %r", user.id, user.username, address)
+        return user
+    if taken is not None and taken.username_taken:
+        message = "Username is already taken"
+    elif taken is not None and taken.email_taken:
+        message = "Email is already registered"
+    else:  # taken and freed again between the two statements
+        message = "Username or email is already taken"
+    log.info("registration refused for %r from %r: %s", username, address, message)
+    raise Conflict(message)
+
+
+def _account_subject(login: str, credentials: Credentials | None) -> str:
+    # Per account when it exists, so that its username and its email share one budget.
+    return f"id:{credentials.id}" if credentials else f"login:{login.lower()}"
+
+
+async def do_login(login: str, password: str, address: str) -> int:
+    """The id of the active account `login` (username or email) names; BadCredentials else.
+
+    Raises TooManyRequests once the address or the account ran out of failed attempts.
+    """
+    rate = _login_rate()
+    by_address = await throttle.peek(LOGIN_BY_ADDRESS, address, rate)
+    if not by_address.allowed:
+        log.warning("login throttled for address %r (login %r)", address, login)
+        throttle.raise_if_denied(by_address, TOO_MANY_LOGINS)
+    async with connection() as conn:
+        credentials = await fetch_one(conn, Q["get_credentials"], {"login": login}, Credentials)
+    subject = _account_subject(login, credentials)
+    by_account = await throttle.peek(LOGIN_BY_ACCOUNT, subject, rate)
+    if not by_account.allowed:
+        log.warning("login throttled for %r from %r", login, address)
+        throttle.raise_if_denied(by_account, TOO_MANY_LOGINS)
+
+    encoded = credentials.password if credentials else None
+    matches, must_rehash = await check_password(password, encoded)
+    if credentials is None or not matches or not credentials.is_active:
+        await throttle.consume(LOGIN_BY_ADDRESS, address, rate)
+        await throttle.consume(LOGIN_BY_ACCOUNT, subject, rate)
+        log.warning("login failed for %r from %r", login, address)
+        raise BadCredentials
+
+    # A hash made with older parameters is replaced while the plaintext is at hand.
+    new_hash = await hash_password(password) if must_rehash else None
+    async with connection() as conn:
+        await execute(conn, Q["record_login"], {"user_id": credentials.id, "password": new_hash})
+    # Failures before a success were the owner's typos; the address budget stays spent.
+    await throttle.clear(LOGIN_BY_ACCOUNT, subject)
+    log.info("login of user %d from %r", credentials.id, address)
+    return credentials.id
+
+
+async def _set_active(user_id: int, active: bool) -> bool:
+    async with connection() as conn:
+        changed = await fetch_value(
+            conn, Q["set_user_active"], {"user_id": user_id, "is_active": active}
+        )
+    forget_user(user_id)
+    return changed is not None
+
+
+async def do_deactivate_user(user_id: int) -> bool:
+    """Ban a user: their sessions stop working within AUTH_USER_CACHE_SECONDS everywhere.
+
+    True when the user was active before.
+    """
+    changed = await _set_active(user_id, False)
+    if changed:
+        log.info("deactivated user %d", user_id)
+    return changed
+
+
+async def do_reactivate_user(user_id: int) -> bool:
+    """Lift a ban; True when the user was inactive before."""
+    changed = await _set_active(user_id, True)
+    if changed:
+        log.info("reactivated user %d", user_id)
+    return changed

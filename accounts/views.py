@@ -1,0 +1,64 @@
+"""The accounts API: register, login, logout and the caller's own account."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Router, Status
+from ninja.errors import HttpError
+
+from accounts.addresses import client_address
+from accounts.auth import require_user
+from accounts.cookies import clear_session_cookie, set_session_cookie
+from accounts.schemas import LoginIn, RegisterIn, UserInfo
+from accounts.services import BAD_CREDENTIALS, BadCredentials, Conflict, do_login, do_register_user
+from feedapp.errors import Detail, ValidationDetail
+
+router = Router(tags=["accounts"])
+
+
+@router.post(
+    "/register",
+    response={201: UserInfo, 409: Detail, 422: ValidationDetail, 429: Detail},
+    summary="Register",
+)
+async def register(
+    request: HttpRequest, payload: RegisterIn, response: HttpResponse
+) -> Status[UserInfo]:
+    """Create an account and sign in (sets the session cookie)."""
+    try:
+        user = await do_register_user(
+            payload.username, payload.email, payload.password, client_address(request)
+        )
+    except Conflict as exc:
+        raise HttpError(409, exc.message) from None
+    set_session_cookie(response, user.id)
+    return Status(201, UserInfo(id=user.id, username=user.username, email=user.email))
+
+
+@router.post(
+    "/login",
+    response={204: None, 401: Detail, 422: ValidationDetail, 429: Detail},
+    summary="Log in",
+)
+async def login(request: HttpRequest, payload: LoginIn, response: HttpResponse) -> Status[None]:
+    """Sign in by username or email (sets the session cookie)."""
+    try:
+        user_id = await do_login(payload.username, payload.password, client_address(request))
+    except BadCredentials:
+        raise HttpError(401, BAD_CREDENTIALS) from None
+    set_session_cookie(response, user_id)
+    return Status(204, None)
+
+
+@router.post("/logout", response={204: None}, summary="Log out")
+async def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
+    """Clear the session cookie."""
+    clear_session_cookie(response)
+    return Status(204, None)
+
+
+@router.get("/me", response={200: UserInfo, 401: Detail}, summary="Current user")
+async def me(request: HttpRequest) -> UserInfo:
+    """The signed-in user."""
+    user = await require_user(request)
+    return UserInfo(id=user.id, username=user.username, email=user.email)

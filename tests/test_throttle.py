@@ -1,0 +1,182 @@
+"""Rate limits in the real Valkey: the module itself, then login and registration over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import valkey
+from django.test import override_settings
+
+from accounts import throttle
+from accounts.throttle import Rate
+from stack import valkey as valkey_service
+from stack.profiles import get_profile
+from tests.accounts_client import AddressedClient, new_identity, random_address, register
+
+LOGIN = "/api/user/login"
+REGISTER = "/api/user/register"
+# A bucket regains one slot every period / limit. Tests that expect a refusal use a long
+# period, so that a slow machine cannot refill a slot halfway; tests of the reset use a
+# short one, so that they wait about two seconds.
+SLOW = 60.0
+WINDOW = 2.0
+
+
+def _subject() -> str:
+    return f"subject-{uuid.uuid4().hex}"
+
+
+async def test_consume_trips_at_the_limit_and_peek_does_not_count() -> None:
+    rate, subject = Rate(3, SLOW), _subject()
+    for _ in range(5):
+        assert (await throttle.peek("test", subject, rate)).allowed
+    verdicts = [await throttle.consume("test", subject, rate) for _ in range(4)]
+    assert [v.allowed for v in verdicts] == [True, True, True, False]
+    assert 1 <= verdicts[-1].retry_after <= 20  # the next slot: 60 s / 3 per slot
+    assert not (await throttle.peek("test", subject, rate)).allowed
+    # Subjects and scopes are separate buckets.
+    assert (await throttle.consume("test", _subject(), rate)).allowed
+    assert (await throttle.consume("other-test", subject, rate)).allowed
+
+    await throttle.clear("test", subject)
+    assert (await throttle.consume("test", subject, rate)).allowed
+
+
+async def test_burst_may_exceed_the_sustained_rate() -> None:
+    rate, subject = Rate(10, 10, burst=20), _subject()
+    verdicts = [await throttle.consume("test", subject, rate) for _ in range(21)]
+    assert [v.allowed for v in verdicts] == [True] * 20 + [False]
+    assert verdicts[-1].retry_after == 1
+
+
+async def test_bucket_refills_after_the_window() -> None:
+    rate, subject = Rate(1, WINDOW), _subject()
+    assert (await throttle.consume("test", subject, rate)).allowed
+    assert not (await throttle.consume("test", subject, rate)).allowed
+    await asyncio.sleep(WINDOW + 0.3)
+    assert (await throttle.consume("test", subject, rate)).allowed
+    assert not (await throttle.consume("test", subject, rate)).allowed
+
+
+def test_keys_do_not_contain_the_subject(valkey_client: valkey.Valkey) -> None:
+    key = throttle.bucket_key("login", "Evil Name\r\n*3 with spaces")
+    assert key.startswith("throttle:login:")
+    assert " " not in key and "\n" not in key and "Evil" not in key
+    assert throttle.bucket_key("login", "a") != throttle.bucket_key("login", "b")
+
+
+async def test_buckets_expire_in_valkey(valkey_client: valkey.Valkey) -> None:
+    subject = _subject()
+    await throttle.consume("test", subject, Rate(5, WINDOW))
+    ttl_ms = int(valkey_client.pttl(throttle.bucket_key("test", subject)))  # type: ignore[arg-type]
+    assert 0 < ttl_ms <= WINDOW * 1000
+
+
+def _login(identity: dict[str, str], password: str | None = None) -> dict[str, str]:
+    return {"username": identity["username"], "password": password or identity["password"]}
+
+
+@override_settings(LOGIN_FAILURES_LIMIT=3, LOGIN_FAILURES_WINDOW_SECONDS=SLOW)
+async def test_failed_logins_trip_per_account_and_per_address() -> None:
+    identity, bystander = new_identity(), new_identity()
+    attacker = AddressedClient()
+    await register(AddressedClient(), identity)
+    await register(AddressedClient(), bystander)
+
+    # Three failures, by username and by email alike: the account's budget is spent.
+    for login in (identity["username"], identity["email"], identity["username"].upper()):
+        response = await attacker.post_json(LOGIN, {"username": login, "password": "wrong-one"})
+        assert response.status_code == 401
+    refused = await attacker.post_json(LOGIN, _login(identity))  # even the right password
+    assert refused.status_code == 429
+    assert refused.json() == {"detail": "Too many failed logins; try again later"}
+    assert 1 <= int(refused["Retry-After"]) <= SLOW
+
+    # Per account: another address with the right password is refused as well.
+    elsewhere = await AddressedClient().post_json(LOGIN, _login(identity))
+    assert elsewhere.status_code == 429
+    # Per address: the attacker's address is spent for every account.
+    other_account = await attacker.post_json(LOGIN, _login(bystander))
+    assert other_account.status_code == 429
+    assert "Retry-After" in other_account
+
+
+@override_settings(LOGIN_FAILURES_LIMIT=1, LOGIN_FAILURES_WINDOW_SECONDS=WINDOW)
+async def test_failed_logins_reset_after_the_window() -> None:
+    identity = new_identity()
+    client = AddressedClient()
+    await register(client, identity)
+    assert (await client.post_json(LOGIN, _login(identity, "wrong-one"))).status_code == 401
+    refused = await client.post_json(LOGIN, _login(identity))
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= WINDOW
+
+    await asyncio.sleep(WINDOW + 0.3)
+    assert (await client.post_json(LOGIN, _login(identity))).status_code == 204
+
+
+@override_settings(LOGIN_FAILURES_LIMIT=3, LOGIN_FAILURES_WINDOW_SECONDS=SLOW)
+async def test_unknown_accounts_are_throttled_too() -> None:
+    client, ghost = AddressedClient(), new_identity()
+    statuses = []
+    for _ in range(4):
+        client.address = random_address()  # a new address each time: only the name counts
+        statuses.append((await client.post_json(LOGIN, _login(ghost))).status_code)
+    assert statuses == [401, 401, 401, 429]
+
+
+@override_settings(LOGIN_FAILURES_LIMIT=3, LOGIN_FAILURES_WINDOW_SECONDS=SLOW)
+async def test_success_clears_the_account_failures() -> None:
+    identity = new_identity()
+    client = AddressedClient()
+    await register(client, identity)
+    for _ in range(2):
+        assert (await client.post_json(LOGIN, _login(identity, "wrong-one"))).status_code == 401
+    assert (await client.post_json(LOGIN, _login(identity))).status_code == 204
+    # The account starts afresh; from a new address, three more failures are allowed.
+    client.address = random_address()
+    statuses = [
+        (await client.post_json(LOGIN, _login(identity, "wrong-one"))).status_code for _ in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]
+
+
+@override_settings(REGISTRATIONS_LIMIT=2, REGISTRATIONS_WINDOW_SECONDS=SLOW)
+async def test_registrations_are_throttled_per_address() -> None:
+    client = AddressedClient()
+    await register(client, new_identity())
+    await register(client, new_identity())
+    refused = await client.post_json(REGISTER, new_identity())
+    assert refused.status_code == 429
+    assert refused.json() == {"detail": "Too many registrations; try again later"}
+    assert 1 <= int(refused["Retry-After"]) <= SLOW
+    # Another address is not affected.
+    await register(AddressedClient(), new_identity())
+
+
+@override_settings(REGISTRATIONS_LIMIT=1, REGISTRATIONS_WINDOW_SECONDS=WINDOW)
+async def test_registrations_reset_after_the_window() -> None:
+    client = AddressedClient()
+    await register(client, new_identity())
+    assert (await client.post_json(REGISTER, new_identity())).status_code == 429
+    await asyncio.sleep(WINDOW + 0.3)
+    await register(client, new_identity())
+
+
+@pytest.mark.stack_control
+async def test_login_still_answers_while_valkey_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    """The throttle fails open: an outage of the cache must not lock everyone out."""
+    identity = new_identity()
+    client = AddressedClient()
+    await register(client, identity)
+    profile = get_profile("test")
+    valkey_service.stop(profile)
+    try:
+        wrong = await client.post_json(LOGIN, _login(identity, "wrong-one"))
+        right = await client.post_json(LOGIN, _login(identity))
+    finally:
+        valkey_service.start(profile)
+    assert (wrong.status_code, right.status_code) == (401, 204)
+    assert "unavailable, allowing" in caplog.text
