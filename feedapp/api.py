@@ -3,6 +3,7 @@
 from ninja import NinjaAPI
 
 from feedapp import service
+from polls import views as polls_views
 
 api = NinjaAPI(
     title="FeedApp API",
@@ -13,3 +14,4 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("", service.router)
+api.add_router("/poll", polls_views.router)
