@@ -5,6 +5,7 @@ from ninja import NinjaAPI
 from accounts.views import router as accounts_router
 from feedapp import service
 from feedapp.errors import install_error_handlers
+from polls.views import router as polls_router
 from votes.views import router as votes_router
 
 api = NinjaAPI(
@@ -18,4 +19,5 @@ api = NinjaAPI(
 install_error_handlers(api)
 api.add_router("", service.router)
 api.add_router("/user", accounts_router)
+api.add_router("/poll", polls_router)
 api.add_router("/vote", votes_router)

@@ -1,0 +1,105 @@
+"""The JSON shapes of the poll routes, with the field names of API.md."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from ninja import Field, Schema
+from pydantic import AfterValidator, ConfigDict, StringConstraints, field_validator
+
+from polls.rows import GrantableRole, PollPerms, Role
+
+# Ids are PostgreSQL bigints: anything outside is refused with 422, never sent to SQL.
+BIGINT_MAX = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+
+MAX_GRANTS_PER_REQUEST = 100
+
+
+def _storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL, and lone surrogates (valid in JSON escapes)
+    # are not UTF-8: refuse both here rather than fail in the database.
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return text
+
+
+# Trimmed before the length checks, so whitespace-only text is too short.
+Question = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_storable),
+]
+OptionText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_storable),
+]
+
+
+class CreatePoll(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    question: Question
+    options: list[OptionText] = Field(min_length=2, max_length=20)
+    expires_at: datetime | None = None
+    poll_perms: PollPerms = "public_vote"
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        # A time without offset (e.g. from a datetime-local input) is taken as UTC.
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
+
+
+class PollSummary(Schema):
+    id: int
+    question: str
+    expires_at: datetime | None
+    creator_name: str
+    options: list[str]
+    option_ids: list[int]
+
+
+class Poll(PollSummary):
+    user_vote: int | None
+
+
+class RoleGrant(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    role: GrantableRole
+    user_id: Id
+
+
+class UserRole(Schema):
+    role: Role
+    username: str
+    user_id: int
+
+
+class Message(Schema):
+    detail: str
+
+
+class ValidationIssue(Schema):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class ValidationErrors(Schema):
+    """ninja's 422 body, declared so that generated clients know its shape."""
+
+    detail: list[ValidationIssue]

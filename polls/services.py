@@ -1,0 +1,227 @@
+"""Polls: the write functions (`do_*`) every caller goes through, and the reads.
+
+Rights are never decided here: each statement asks user_may() in SQL. The write
+functions raise PollError subclasses (401/403/404) that the views translate. The
+API, the admin and the other apps call these same functions, so a poll is always
+created, deleted and shared the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+
+from accounts.users import User
+from db.pool import connection
+from db.sql import execute, fetch_all, fetch_one, fetch_value, queries
+from feedapp.sync_bridge import run_sync
+from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
+from polls.events import notify_poll_deleted
+from polls.rows import (
+    GrantableRole,
+    Permission,
+    PollAccess,
+    PollPerms,
+    PollRow,
+    PollSummaryRow,
+    Role,
+    UserGrantRow,
+    UserIdRow,
+)
+
+Q = queries("polls")
+
+# What a poll's sharing setting grants to everyone (user_id NULL) at creation.
+_EVERYONE_ROLE: dict[PollPerms, Role | None] = {
+    "public_view": "viewer",
+    "public_vote": "voter",
+    "private": None,
+}
+
+
+def _user_id(user: User | None) -> int | None:
+    return user.id if user is not None else None
+
+
+def _signed_in(actor: User | None) -> User:
+    if actor is None:
+        raise NotAuthenticated()
+    return actor
+
+
+async def _check_access(
+    conn: psycopg.AsyncConnection, poll_id: int, actor: User, permission: Permission
+) -> None:
+    """PollNotFound unless the actor may view the poll, NotAllowed unless `permission` is theirs.
+
+    The poll stays locked against deletion until the transaction ends.
+    """
+    access = await fetch_one(
+        conn,
+        Q["poll_access"],
+        {"poll_id": poll_id, "user_id": actor.id, "permission": permission},
+        PollAccess,
+    )
+    if access is None or not access.may_view:
+        raise PollNotFound()
+    if not access.may_act:
+        raise NotAllowed()
+
+
+async def do_create_poll(
+    creator: User,
+    question: str,
+    options: Sequence[str],
+    poll_perms: PollPerms = "public_vote",
+    expires_at: datetime | None = None,
+) -> PollRow:
+    """Create a poll with its options, zero counts and grants in one transaction."""
+    # Input is validated by the caller (schemas.CreatePoll); the table's checks back that up.
+    async with connection() as conn:
+        poll_id = await fetch_value(
+            conn,
+            Q["insert_poll"],
+            {
+                "question": question,
+                "creator_id": creator.id,
+                "poll_perms": poll_perms,
+                "expires_at": expires_at,
+            },
+        )
+        await execute(conn, Q["insert_options"], {"poll_id": poll_id, "options": list(options)})
+        grants: list[tuple[Role, int | None]] = [("creator", creator.id)]
+        everyone_role = _EVERYONE_ROLE[poll_perms]
+        if everyone_role is not None:
+            grants.append((everyone_role, None))
+        for role, user_id in grants:
+            await execute(
+                conn,
+                Q["insert_grant"],
+                {
+                    "role": role,
+                    "user_id": user_id,
+                    "poll_id": poll_id,
+                    "granted_by": creator.id,
+                    "expires_at": None,
+                },
+            )
+        poll = await fetch_one(
+            conn, Q["get_poll"], {"poll_id": poll_id, "user_id": creator.id}, PollRow
+        )
+    assert poll is not None, "the creator's grant makes the new poll visible to them"
+    return poll
+
+
+async def do_delete_poll(poll_id: int, actor: User | None) -> None:
+    """Delete a poll if `actor` holds poll:delete on it, then run the poll_deleted hooks.
+
+    `actor` None is an anonymous caller: NotAuthenticated. Raises PollNotFound when
+    the poll does not exist or is not visible to the actor, NotAllowed when it is
+    visible but not theirs to delete. The hooks (polls.events) run after the commit,
+    once, and only when this call deleted the poll.
+    """
+    actor = _signed_in(actor)
+    params = {"poll_id": poll_id, "user_id": actor.id}
+    async with connection() as conn:
+        # The common case is one statement; only a refusal needs to learn why.
+        deleted = await fetch_value(conn, Q["delete_poll"], params)
+        if deleted is None:
+            await _check_access(conn, poll_id, actor, "poll:delete")
+            # Allowed now though refused a moment ago: a grant landed in between.
+            # The poll is locked by this transaction now, so the retry is decisive.
+            deleted = await fetch_value(conn, Q["delete_poll"], params)
+            if deleted is None:
+                raise NotAllowed()
+    # Leaving the block committed the deletion: only now may others react to it.
+    await notify_poll_deleted(poll_id)
+
+
+def do_delete_poll_sync(poll_id: int, actor: User | None) -> None:
+    """`do_delete_poll` for synchronous code (the admin, management commands).
+
+    Runs on the process's bridge loop (feedapp.sync_bridge), hooks included, and
+    raises the same errors. Do not call it from async code: await do_delete_poll.
+    """
+    run_sync(do_delete_poll(poll_id, actor))
+
+
+async def do_grant_roles(
+    poll_id: int, actor: User | None, grants: Sequence[tuple[GrantableRole, int]]
+) -> list[int]:
+    """Grant (role, user_id) pairs on a poll from now on; the user ids that were not granted.
+
+    Not granted: unknown users and users already holding that role. Requires
+    poll:assign_role (NotAuthenticated, NotAllowed, PollNotFound otherwise).
+    """
+    actor = _signed_in(actor)
+    async with connection() as conn:
+        await _check_access(conn, poll_id, actor, "poll:assign_role")
+        if not grants:
+            return []
+        refused = await fetch_all(
+            conn,
+            Q["grant_user_roles"],
+            {
+                "poll_id": poll_id,
+                "granted_by": actor.id,
+                "roles": [role for role, _ in grants],
+                "user_ids": [user_id for _, user_id in grants],
+            },
+            UserIdRow,
+        )
+    return [row.user_id for row in refused]
+
+
+async def do_grant_moderator(
+    user_id: int, expires_at: datetime | None = None, granted_by: User | None = None
+) -> bool:
+    """Make a user moderator of every poll until `expires_at` (None: no end).
+
+    False when the user does not exist or already is a moderator over that period.
+    The caller decides who may do this (the admin: staff only); there is no poll
+    permission for it because it spans every poll.
+    """
+    async with connection() as conn:
+        granted = await fetch_value(
+            conn,
+            Q["insert_grant"],
+            {
+                "role": "moderator",
+                "user_id": user_id,
+                "poll_id": None,
+                "granted_by": _user_id(granted_by),
+                "expires_at": expires_at,
+            },
+        )
+    return granted is not None
+
+
+async def get_poll(poll_id: int, viewer: User | None) -> PollRow | None:
+    """The poll with the viewer's vote; None when it does not exist or is not viewable."""
+    async with connection() as conn:
+        return await fetch_one(
+            conn, Q["get_poll"], {"poll_id": poll_id, "user_id": _user_id(viewer)}, PollRow
+        )
+
+
+async def get_feed_page(
+    viewer: User | None, limit: int, before: int | None = None
+) -> list[PollSummaryRow]:
+    """Up to `limit` polls the viewer may view, newest first, older than poll id `before`."""
+    async with connection() as conn:
+        return await fetch_all(
+            conn,
+            Q["feed_page"],
+            {"user_id": _user_id(viewer), "limit": limit, "before": before},
+            PollSummaryRow,
+        )
+
+
+async def list_user_grants(poll_id: int, actor: User | None) -> list[UserGrantRow]:
+    """The poll's active grants to named users; requires poll:assign_role."""
+    actor = _signed_in(actor)
+    async with connection() as conn:
+        await _check_access(conn, poll_id, actor, "poll:assign_role")
+        return await fetch_all(conn, Q["list_user_grants"], {"poll_id": poll_id}, UserGrantRow)

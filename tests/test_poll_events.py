@@ -1,0 +1,121 @@
+"""Deleting a poll: one service function, hooks only after the commit, a sync variant."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from db.pool import connection
+from db.sql import fetch_value
+from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
+from polls.events import on_poll_deleted, remove_poll_deleted_hook
+from polls.services import do_delete_poll, do_delete_poll_sync
+from tests.poll_helpers import create_poll
+from tests.users import client_for, make_user
+
+
+class Recorder:
+    """A poll_deleted hook that notes each call and whether the deletion was visible."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+
+    async def __call__(self, poll_id: int) -> None:
+        # Another connection sees the row gone only if the deletion was committed.
+        async with connection() as conn:
+            remaining = await fetch_value(
+                conn, "SELECT count(*) FROM poll WHERE id = %s", (poll_id,)
+            )
+        self.calls.append((poll_id, remaining == 0))
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    hook = Recorder()
+    on_poll_deleted(hook)
+    yield hook
+    remove_poll_deleted_hook(hook)
+
+
+async def test_hook_runs_once_after_commit_and_not_on_refusals(api, recorder) -> None:
+    owner = await make_user()
+    client, other = client_for(owner), client_for(await make_user())
+    poll = await create_poll(client)
+    url = f"/api/poll/{poll['id']}"
+
+    assert (await other.delete(url)).status_code == 403
+    assert (await api.delete(url)).status_code == 401
+    assert (await other.delete("/api/poll/9223372036854775807")).status_code == 404
+    assert recorder.calls == []
+
+    assert (await client.delete(url)).status_code == 204
+    assert recorder.calls == [(poll["id"], True)]
+    assert (await client.delete(url)).status_code == 404
+    assert recorder.calls == [(poll["id"], True)]
+
+
+async def test_registering_twice_still_runs_once(recorder) -> None:
+    on_poll_deleted(recorder)
+    owner = await make_user()
+    poll = await create_poll(client_for(owner))
+    await do_delete_poll(poll["id"], owner)
+    assert recorder.calls == [(poll["id"], True)]
+
+
+async def test_a_failing_hook_neither_fails_the_delete_nor_stops_others(recorder) -> None:
+    async def broken(poll_id: int) -> None:
+        raise ConnectionError("cache is down")
+
+    # Hooks run in registration order: put the broken one first.
+    remove_poll_deleted_hook(recorder)
+    on_poll_deleted(broken)
+    on_poll_deleted(recorder)
+    try:
+        owner = await make_user()
+        poll = await create_poll(client_for(owner))
+        assert (await client_for(owner).delete(f"/api/poll/{poll['id']}")).status_code == 204
+    finally:
+        remove_poll_deleted_hook(broken)
+    assert recorder.calls == [(poll["id"], True)]
+
+
+async def test_service_errors() -> None:
+    owner, other = await make_user(), await make_user()
+    poll = await create_poll(client_for(owner), poll_perms="private")
+    with pytest.raises(NotAuthenticated):
+        await do_delete_poll(poll["id"], None)
+    with pytest.raises(PollNotFound):
+        await do_delete_poll(poll["id"], other)
+    public = await create_poll(client_for(owner))
+    with pytest.raises(NotAllowed):
+        await do_delete_poll(public["id"], other)
+
+
+async def test_sync_variant_deletes_and_runs_hooks(recorder) -> None:
+    owner, other = await make_user(), await make_user()
+    poll = await create_poll(client_for(owner))
+    # From a thread without an event loop, as the admin or a management command calls it.
+    with pytest.raises(NotAllowed):
+        await asyncio.to_thread(do_delete_poll_sync, poll["id"], other)
+    assert recorder.calls == []
+    await asyncio.to_thread(do_delete_poll_sync, poll["id"], owner)
+    assert recorder.calls == [(poll["id"], True)]
+    with pytest.raises(PollNotFound):
+        await asyncio.to_thread(do_delete_poll_sync, poll["id"], owner)
+    assert len(recorder.calls) == 1
+
+
+async def test_concurrent_deletes_run_the_hooks_once(recorder) -> None:
+    owner = await make_user()
+    poll = await create_poll(client_for(owner))
+    results = await asyncio.gather(
+        *(do_delete_poll(poll["id"], owner) for _ in range(3)), return_exceptions=True
+    )
+    assert sorted(type(result).__name__ for result in results) == [
+        "NoneType",
+        "PollNotFound",
+        "PollNotFound",
+    ]
+    assert recorder.calls == [(poll["id"], True)]
