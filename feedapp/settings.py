@@ -57,7 +57,7 @@ INSTALLED_APPS = [
     "db",
     "accounts",
     "polls",
-    "votes",
+    "votes.apps.VotesConfig",
     "realtime",
 ]
 
@@ -125,6 +125,9 @@ LOGIN_FAILURES_WINDOW_SECONDS = env.float("LOGIN_FAILURES_WINDOW_SECONDS", defau
 # Registrations allowed per window and client address.
 REGISTRATIONS_LIMIT = env.int("REGISTRATIONS_LIMIT", default=30)
 REGISTRATIONS_WINDOW_SECONDS = env.float("REGISTRATIONS_WINDOW_SECONDS", default=600.0)
+# Vote submissions per second and user, and the burst allowed above that rate.
+VOTE_RATE_PER_SECOND = env.int("VOTE_RATE_PER_SECOND", default=10)
+VOTE_RATE_BURST = env.int("VOTE_RATE_BURST", default=20)
 # Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 # Largest request body accepted, bytes; larger ones get 413.

@@ -41,7 +41,13 @@ class Profile:
 
 def _profile(name: str, pg: int, valkey: int, kafka: int, database: str) -> Profile:
     o = PORT_OFFSET
-    return Profile(name, pg + o, valkey + o, kafka + o, kafka + 1 + o, database)
+    ports = (pg + o, valkey + o, kafka + o, kafka + 1 + o)
+    if not all(1024 <= port <= 65535 for port in ports):
+        raise SystemExit(
+            f"FEEDAPP_STACK_PORT_OFFSET={o} puts the {name} stack's ports {ports} outside "
+            "1024-65535; choose an offset between -18000 and 1700"
+        )
+    return Profile(name, *ports, database)
 
 
 PROFILES = {

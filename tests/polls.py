@@ -1,4 +1,4 @@
-"""Making polls for tests straight in the database (same rows as poll creation writes)."""
+"""Polls for tests, and reading their votes and counts straight from PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 
 from accounts.users import User
 from db.pool import connection
+from polls.services import PollPerms, do_create_poll
 
 
 @dataclass(frozen=True)
@@ -15,43 +16,17 @@ class SamplePoll:
     option_ids: list[int]
 
 
-_PUBLIC_ROLE = {"public_vote": "voter", "public_view": "viewer", "private": None}
-
-
 async def make_poll(
-    creator: User, options: int = 3, perms: str = "public_vote", expires_at: datetime | None = None
+    creator: User,
+    options: int = 3,
+    perms: PollPerms = "public_vote",
+    expires_at: datetime | None = None,
 ) -> SamplePoll:
-    async with connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO poll (question, creator_id, poll_perms, expires_at) "
-            "VALUES ('Test question?', %s, %s, %s) RETURNING id",
-            (creator.id, perms, expires_at),
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        poll_id = row[0]
-        cur = await conn.execute(
-            "INSERT INTO vote_option (poll_id, position, text) "
-            "SELECT %s, p, 'option ' || p FROM generate_series(0, %s - 1) AS p "
-            "RETURNING id",
-            (poll_id, options),
-        )
-        option_ids = sorted(r[0] for r in await cur.fetchall())
-        await conn.execute(
-            "INSERT INTO vote_count (vote_option_id, poll_id) SELECT unnest(%s::bigint[]), %s",
-            (option_ids, poll_id),
-        )
-        await conn.execute("INSERT INTO poll_counts_version (poll_id) VALUES (%s)", (poll_id,))
-        await conn.execute(
-            "INSERT INTO poll_grant (role, user_id, poll_id) VALUES ('creator', %s, %s)",
-            (creator.id, poll_id),
-        )
-        if _PUBLIC_ROLE[perms]:
-            await conn.execute(
-                "INSERT INTO poll_grant (role, poll_id) VALUES (%s, %s)",
-                (_PUBLIC_ROLE[perms], poll_id),
-            )
-    return SamplePoll(poll_id, option_ids)
+    """A poll made by the real service (validation skipped, so expiry may be near)."""
+    poll = await do_create_poll(
+        creator, "Test question?", [f"option {n}" for n in range(options)], perms, expires_at
+    )
+    return SamplePoll(poll.id, list(poll.option_ids))
 
 
 async def grant(user: User, poll: SamplePoll, role: str) -> None:

@@ -173,3 +173,32 @@ async def test_kafka_stopped_gives_503_and_nothing_counted() -> None:
     assert await submit(client, poll.id, poll.option_ids[2]) == 201  # and it recovers
     expected = {poll.option_ids[0]: 0, poll.option_ids[1]: 0, poll.option_ids[2]: 1}
     assert await eventually(lambda: db_counts(poll.id), expected, within=60) == expected
+
+
+async def test_vote_rate_limit_answers_429_with_retry_after() -> None:
+    poll = await make_poll(await make_user())
+    client = client_for(await make_user())
+    with override_settings(VOTE_RATE_PER_SECOND=1, VOTE_RATE_BURST=3):
+        codes = [await submit(client, poll.id, poll.option_ids[0]) for _ in range(4)]
+        response = await client.post(
+            "/api/vote/submit",
+            {"poll_id": poll.id, "vote_option_id": poll.option_ids[0]},
+            content_type="application/json",
+        )
+    assert codes == [201, 201, 201, 429]
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+
+
+async def test_deleting_a_poll_drops_its_cached_counts(valkey_client) -> None:
+    creator = await make_user()
+    poll = await make_poll(creator)
+    assert await submit(client_for(creator), poll.id, poll.option_ids[1]) == 201
+    expected = {poll.option_ids[0]: 0, poll.option_ids[1]: 1, poll.option_ids[2]: 0}
+    assert await eventually(lambda: api_counts(poll.id), expected) == expected
+    assert valkey_client.exists(f"counts:poll:{poll.id}") == 1
+    response = await client_for(creator).delete(f"/api/poll/{poll.id}")
+    assert response.status_code == 204
+    assert valkey_client.exists(f"counts:poll:{poll.id}") == 0
+    assert (await client_for(creator).get(f"/api/vote/{poll.id}")).status_code == 404
+    assert await submit(client_for(creator), poll.id, poll.option_ids[1]) == 403

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from ninja.errors import HttpError
 
+from accounts import throttle
 from accounts.users import User
 from db.pool import autocommit_connection
 from db.sql import fetch_one, fetch_value, queries
@@ -28,9 +30,14 @@ class VoteCheck:
 async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteEvent:
     """Check the right to vote now, then enqueue the vote durably in Kafka.
 
-    403: no right to vote (also for a poll that does not exist), 404: the option is not
-    in that poll, 409: the poll has expired, 503: the broker did not acknowledge.
+    429: over the user's vote rate, 403: no right to vote (also for a poll that does not
+    exist), 404: the option is not in that poll, 409: the poll has expired, 503: the
+    broker did not acknowledge.
     """
+    rate = throttle.Rate(settings.VOTE_RATE_PER_SECOND, 1.0, settings.VOTE_RATE_BURST)
+    throttle.raise_if_denied(
+        await throttle.consume("votes:user", str(user.id), rate), "Too many votes; slow down"
+    )
     params = {"user_id": user.id, "poll_id": poll_id, "vote_option_id": vote_option_id}
     async with autocommit_connection() as conn:
         check = await fetch_one(conn, Q["check_vote"], params, VoteCheck)

@@ -9,6 +9,7 @@ from ninja import Path, Router, Schema, Status
 from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
+from feedapp.errors import Detail
 from votes.events import MAX_ID
 from votes.services import do_submit_vote, get_visible_counts
 
@@ -33,13 +34,17 @@ class OptionCount(Schema):
     vote_count: int
 
 
-class Detail(Schema):
-    detail: str
-
-
 @router.post(
     "/submit",
-    response={201: Accepted, 401: Detail, 403: Detail, 404: Detail, 409: Detail, 503: Detail},
+    response={
+        201: Accepted,
+        401: Detail,
+        403: Detail,
+        404: Detail,
+        409: Detail,
+        429: Detail,
+        503: Detail,
+    },
     summary="Submit or change a vote",
 )
 async def submit_vote(request: HttpRequest, body: SubmitVote) -> Status[Accepted]:
