@@ -106,10 +106,19 @@ def run(
     pending: dict[int, PollCounts] = {}  # committed counts not yet in Valkey, latest per poll
     log.info("consuming %s as group %s", config.topic, config.group)
     try:
+        kafka_backoff = 0.2
         while not stop.is_set():
-            batches = consumer.poll(
-                timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
-            )
+            try:
+                batches = consumer.poll(
+                    timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
+                )
+                kafka_backoff = 0.2
+            except KafkaError as exc:
+                # The client reconnects by itself; records not yet applied come again.
+                log.error("Kafka unavailable, retrying in %.1f s: %r", kafka_backoff, exc)
+                stop.wait(kafka_backoff)
+                kafka_backoff = min(kafka_backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
             for tp, kafka_records in batches.items():
                 records = [Record(r.offset, r.value) for r in kafka_records]
                 outcome = _apply_until_done(consumer, config, tp, records, stop)
@@ -208,7 +217,11 @@ def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event)
         while time.monotonic() < deadline:
             if stop.is_set():
                 return False
-            consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+            try:
+                consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+            except KafkaError as exc:
+                log.warning("Kafka unavailable while paused: %r", exc)
+                stop.wait(0.2)
     finally:
         consumer.resume(*[tp for tp in assigned if tp in consumer.assignment()])
     return not stop.is_set()
@@ -224,14 +237,17 @@ def _commit_kafka(consumer: KafkaConsumer, tp: TopicPartition, last_offset: int)
 
 def _log_stats(consumer: KafkaConsumer, stats: Stats) -> None:
     elapsed = max(time.monotonic() - stats.since, 1e-9)
-    lag = 0
-    for tp in consumer.assignment():
-        highwater = consumer.highwater(tp)
-        if highwater is not None:
-            lag += max(highwater - consumer.position(tp), 0)
+    lag: int | str = 0
+    try:
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = int(lag) + max(highwater - consumer.position(tp, timeout_ms=1000), 0)
+    except KafkaError as exc:
+        lag = f"unknown ({exc.__class__.__name__})"
     log.info(
         "applied %d records in %d batches (%.0f records/s), %d poison, %d gone, "
-        "lag %d, partitions %d",
+        "lag %s, partitions %d",
         stats.fresh,
         stats.batches,
         stats.fresh / elapsed,
