@@ -53,6 +53,8 @@ def _profile(name: str, pg: int, valkey: int, kafka: int, database: str) -> Prof
 PROFILES = {
     "dev": _profile("dev", 54320, 63790, 19092, "feedapp"),
     "test": _profile("test", 54330, 63800, 19192, "feedapp_test"),
+    # Benchmarks get a stack of their own: their data never mixes with dev or test data.
+    "bench": _profile("bench", 54340, 63810, 19292, "feedapp_bench"),
 }
 
 

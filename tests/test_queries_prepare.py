@@ -16,7 +16,7 @@ from psycopg.pq import ExecStatus
 
 from db.sql import all_queries
 
-_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)s|%[sbt]")
+_PLACEHOLDER = re.compile(r"%%|%\((\w+)\)[sbt]|%[sbt]")
 
 
 def to_server_params(statement: str) -> str:
@@ -81,8 +81,8 @@ def test_a_broken_statement_is_caught(conn) -> None:
 
 def test_placeholders_become_numbered_parameters() -> None:
     assert (
-        to_server_params("SELECT %(a)s, %(b)s, %(a)s, '100%%' WHERE x = %(b)s")
-        == "SELECT $1, $2, $1, '100%' WHERE x = $2"
+        to_server_params("SELECT %(a)s, %(b)s, %(a)s, '100%%' WHERE x = %(b)s AND y = %(c)b")
+        == "SELECT $1, $2, $1, '100%' WHERE x = $2 AND y = $3"
     )
     with pytest.raises(ValueError, match="positional"):
         to_server_params("SELECT %s")

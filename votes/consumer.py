@@ -1,7 +1,7 @@
 """Applying a batch of one partition's vote records: the consumer's business logic.
 
-`apply_batch` runs in ONE PostgreSQL transaction that also stores the partition's
-last applied offset, and skips records at or below the stored one. Redelivery thus
+`apply_batches` runs in ONE PostgreSQL transaction that also stores each partition's
+last applied offset, and skips records at or below the stored ones. Redelivery thus
 changes nothing (exactly-once effect over at-least-once delivery). Kafka, batching,
 retries and shutdown live in `votes.runner`.
 """
@@ -9,9 +9,8 @@ retries and shutdown live in `votes.runner`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import LiteralString
 
 import psycopg
 from psycopg import errors
@@ -33,8 +32,8 @@ class Record:
 
 @dataclass
 class BatchOutcome:
-    last_offset: int
-    fresh: int = 0  # records above the stored offset
+    last_offsets: dict[int, int]  # partition -> last offset now stored
+    fresh: int = 0  # records above the stored offsets
     applicable: int = 0  # votes (after reduction) whose poll, option and user exist
     poison: int = 0  # records that are not vote events
     gone: int = 0  # votes for a poll, option or user that no longer exists
@@ -44,23 +43,43 @@ class BatchOutcome:
 def apply_batch(
     conn: psycopg.Connection, group: str, topic: str, partition: int, records: Sequence[Record]
 ) -> BatchOutcome:
-    """Apply the records (in offset order) and store the last offset, in one transaction."""
-    where = {"consumer_group": group, "topic": topic, "partition": partition}
+    """Apply one partition's records; see `apply_batches`."""
+    return apply_batches(conn, group, topic, {partition: records})
+
+
+def apply_batches(
+    conn: psycopg.Connection, group: str, topic: str, batches: Mapping[int, Sequence[Record]]
+) -> BatchOutcome:
+    """Apply each partition's records (in offset order) and store each partition's last
+    offset, all in ONE transaction; records at or below a stored offset are skipped.
+
+    Votes of one poll share a partition, so reducing across partitions keeps per-poll order.
+    """
+    partitions = sorted(batches)
+    where = {"consumer_group": group, "topic": topic}
     with conn.transaction():
-        stored = _value(conn, Q["claim_partition"], where)
-        fresh = [record for record in records if record.offset > stored]
-        outcome = BatchOutcome(last_offset=max(stored, records[-1].offset if records else stored))
-        if not fresh:
+        rows = conn.execute(Q["claim_partitions"], {**where, "partitions": partitions})
+        stored = {int(partition): int(offset) for partition, offset in rows.fetchall()}
+        outcome = BatchOutcome(last_offsets=dict(stored))
+        events: list[VoteEvent] = []
+        moved: dict[int, int] = {}
+        for partition in partitions:
+            fresh = [r for r in batches[partition] if r.offset > stored[partition]]
+            if fresh:
+                outcome.fresh += len(fresh)
+                events.extend(_decode(fresh, topic, partition, outcome))
+                moved[partition] = fresh[-1].offset
+        if not moved:
             return outcome
-        outcome.fresh = len(fresh)
-        events = _decode(fresh, topic, partition, outcome)
-        votes = last_vote_per_user(events)
-        touched = _apply_votes(conn, votes, outcome)
+        touched = _apply_votes(conn, last_vote_per_user(events), outcome)
         if touched:
             conn.execute(Q["bump_versions"], {"poll_ids": touched})
             outcome.counts = read_counts_sync(conn, touched)
-        conn.execute(Q["store_offset"], {**where, "last_offset": fresh[-1].offset})
-        outcome.last_offset = fresh[-1].offset
+        conn.execute(
+            Q["store_offsets"],
+            {**where, "partitions": list(moved), "last_offsets": list(moved.values())},
+        )
+        outcome.last_offsets.update(moved)
     return outcome
 
 
@@ -118,12 +137,6 @@ def _apply(conn: psycopg.Connection, votes: list[VoteEvent]) -> tuple[int, list[
     ).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
-
-
-def _value(conn: psycopg.Connection, query: LiteralString, params: dict[str, object]) -> int:
-    row = conn.execute(query, params).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def stored_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:

@@ -1,7 +1,7 @@
 """The Kafka side of the vote consumer: polling, commit policy, retries and shutdown.
 
-The business logic is `votes.consumer.apply_batch`. This runner only moves records
-to it, one partition's batch at a time, and:
+The business logic is `votes.consumer.apply_batches`. This runner only moves records
+to it, everything one poll returned (all its partitions) in one call, and:
 
 - on (re)assignment seeks each partition to the offset stored in PostgreSQL + 1;
 - commits the Kafka offset only after the batch is committed in PostgreSQL (the Kafka
@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from valkey.exceptions import ValkeyError
 
 from db.cache import get_sync_valkey
 from db.pool import get_sync_pool
-from votes.consumer import BatchOutcome, Record, apply_batch, stored_offsets
+from votes.consumer import BatchOutcome, Record, apply_batches, stored_offsets
 from votes.counts import PollCounts, store_counts
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class RunnerConfig:
     bootstrap_servers: list[str]
     topic: str
     group: str
-    batch_size: int = 500
+    batch_size: int = 2000
     poll_timeout_ms: int = 500
     stats_interval_seconds: float = 10.0
 
@@ -119,20 +120,20 @@ def run(
                 stop.wait(kafka_backoff)
                 kafka_backoff = min(kafka_backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
-            for tp, kafka_records in batches.items():
-                records = [Record(r.offset, r.value) for r in kafka_records]
-                outcome = _apply_until_done(consumer, config, tp, records, stop)
-                if outcome is None:
-                    continue  # stopping, or the partition moved to another consumer
-                for counts in outcome.counts:
-                    pending[counts.poll_id] = counts
-                _commit_kafka(consumer, tp, outcome.last_offset)
-                for stats in (totals, interval):
-                    stats.batches += 1
-                    stats.fresh += outcome.fresh
-                    stats.applied += outcome.applicable
-                    stats.poison += outcome.poison
-                    stats.gone += outcome.gone
+            if not batches:
+                continue
+            outcome = _apply_until_done(consumer, config, batches, stop)
+            if outcome is None:
+                continue  # stopping, or the partitions moved to another consumer
+            for counts in outcome.counts:
+                pending[counts.poll_id] = counts
+            _commit_kafka(consumer, config.topic, outcome.last_offsets)
+            for stats in (totals, interval):
+                stats.batches += 1
+                stats.fresh += outcome.fresh
+                stats.applied += outcome.applicable
+                stats.poison += outcome.poison
+                stats.gone += outcome.gone
             if pending:
                 _flush_cache_until_done(consumer, pending, stop)
             if time.monotonic() - interval.since >= config.stats_interval_seconds:
@@ -157,25 +158,31 @@ def run(
 def _apply_until_done(
     consumer: KafkaConsumer,
     config: RunnerConfig,
-    tp: TopicPartition,
-    records: list[Record],
+    batches: dict[TopicPartition, list[ConsumerRecord]],
     stop: threading.Event,
 ) -> BatchOutcome | None:
-    """Apply one partition's batch, retrying database outages with backoff."""
+    """Apply one poll's records (all partitions, one transaction), retrying outages."""
     backoff = 0.2
     while True:
+        records = {
+            tp.partition: [Record(r.offset, r.value) for r in kafka_records]
+            for tp, kafka_records in batches.items()
+        }
         try:
             with get_sync_pool().connection() as conn:
-                return apply_batch(conn, config.group, config.topic, tp.partition, records)
+                return apply_batches(conn, config.group, config.topic, records)
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
             log.error(
-                "PostgreSQL unavailable, batch of %s/%d not applied, retrying in %.1f s: %r",
-                tp.topic,
-                tp.partition,
+                "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
+                sum(map(len, records.values())),
                 backoff,
                 exc,
             )
-        if not _wait_paused(consumer, backoff, stop) or tp not in consumer.assignment():
+        if not _wait_paused(consumer, backoff, stop):
+            return None
+        # Partitions that moved to another consumer during the wait are its work now.
+        batches = {tp: rs for tp, rs in batches.items() if tp in consumer.assignment()}
+        if not batches:
             return None
         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -227,12 +234,17 @@ def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event)
     return not stop.is_set()
 
 
-def _commit_kafka(consumer: KafkaConsumer, tp: TopicPartition, last_offset: int) -> None:
+def _commit_kafka(consumer: KafkaConsumer, topic: str, last_offsets: dict[int, int]) -> None:
+    offsets = {
+        TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
+        for partition, offset in last_offsets.items()
+        if offset >= 0
+    }
     try:
-        consumer.commit({tp: OffsetAndMetadata(last_offset + 1, "", -1)})
+        consumer.commit(offsets)
     except KafkaError as exc:
-        # Harmless: PostgreSQL holds the applied offset; this one only feeds lag monitoring.
-        log.info("kafka offset commit for %s/%d skipped: %r", tp.topic, tp.partition, exc)
+        # Harmless: PostgreSQL holds the applied offsets; these only feed lag monitoring.
+        log.info("kafka offset commit skipped: %r", exc)
 
 
 def _log_stats(consumer: KafkaConsumer, stats: Stats) -> None:

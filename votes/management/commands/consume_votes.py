@@ -21,7 +21,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--group", default=settings.KAFKA_CONSUMER_GROUP)
         parser.add_argument("--topic", default=settings.KAFKA_VOTE_TOPIC)
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--batch-size", type=int, default=2000)
         parser.add_argument("--poll-timeout-ms", type=int, default=500)
         parser.add_argument(
             "--stats-interval",
