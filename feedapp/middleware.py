@@ -1,4 +1,4 @@
-"""Project-wide request guards, usable under ASGI without a thread per request.
+"""Project-wide middleware, all async-native: no request of the API waits for a thread.
 
 `body_limit_middleware` answers 413 for a declared body over REQUEST_BODY_LIMIT_BYTES
 before it is read; a body sent without a length is caught when read (Django raises
@@ -8,11 +8,18 @@ RequestDataTooBig, which the API answers with the same 413, see feedapp.errors).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.middleware.common import CommonMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import sync_and_async_middleware
+from django.utils.deprecation import MiddlewareMixin
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 Check = Callable[[HttpRequest], HttpResponseBase | None]
@@ -70,3 +77,69 @@ def body_too_large() -> JsonResponse:
 def body_limit_middleware(get_response: GetResponse) -> Callable[..., object]:
     """Refuse a request whose Content-Length is over the limit before its body is read."""
     return wrap(get_response, before=_check_body_length)
+
+
+def _standard_headers(request: HttpRequest, response: HttpResponseBase) -> None:
+    # What SecurityMiddleware, XFrameOptionsMiddleware and CommonMiddleware set, without
+    # their thread hop. Without Content-Length a server must close the connection to end
+    # the body, and keep-alive is lost.
+    if isinstance(response, HttpResponse) and "Content-Length" not in response.headers:
+        response.headers["Content-Length"] = str(len(response.content))
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", settings.X_FRAME_OPTIONS)
+    response.headers.setdefault("Referrer-Policy", settings.SECURE_REFERRER_POLICY)
+    response.headers.setdefault(
+        "Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY
+    )
+    if settings.SECURE_HSTS_SECONDS and request.is_secure():
+        response.headers.setdefault(
+            "Strict-Transport-Security", f"max-age={settings.SECURE_HSTS_SECONDS}"
+        )
+
+
+@sync_and_async_middleware
+def standard_headers_middleware(get_response: GetResponse) -> Callable[..., object]:
+    """Security headers and Content-Length on every response."""
+    return wrap(get_response, after=_standard_headers)
+
+
+API_PREFIX = "/api/"
+
+
+def outside_api(middleware: type[MiddlewareMixin]) -> Callable[[GetResponse], Any]:
+    """Run a Django middleware on every path except the JSON API's.
+
+    Under ASGI, Django's MiddlewareMixin runs each hook through
+    sync_to_async(thread_sensitive=True): one shared thread for every request in the
+    process. The API needs none of sessions, messages, Django's CSRF tokens (it checks
+    Origin) or CommonMiddleware, so only the admin pays for them.
+    """
+
+    @sync_and_async_middleware
+    def factory(get_response: GetResponse) -> Callable[..., object]:
+        # Typed loosely: both callables are sync or async together, as Django arranges.
+        downstream: Any = get_response
+        inner: Any = middleware(downstream)
+        if iscoroutinefunction(get_response):
+
+            async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+                if request.path_info.startswith(API_PREFIX):
+                    return await downstream(request)
+                return await inner(request)
+
+            return async_middleware
+
+        def sync_middleware(request: HttpRequest) -> HttpResponseBase:
+            handler = downstream if request.path_info.startswith(API_PREFIX) else inner
+            return handler(request)
+
+        return sync_middleware
+
+    return factory
+
+
+session_middleware = outside_api(SessionMiddleware)
+common_middleware = outside_api(CommonMiddleware)
+csrf_middleware = outside_api(CsrfViewMiddleware)
+authentication_middleware = outside_api(AuthenticationMiddleware)
+message_middleware = outside_api(MessageMiddleware)
