@@ -13,13 +13,13 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 
-def _reachable(timeout: float) -> bool:
+def _reachable(servers: list[str], timeout: float) -> bool:
     """True when some bootstrap server accepts a TCP connection.
 
     kafka-python's clients retry an unreachable bootstrap list for a long time, so a
     cheap connect check comes first.
     """
-    for server in settings.KAFKA_BOOTSTRAP_SERVERS:
+    for server in servers:
         host, _, port = server.rpartition(":")
         try:
             with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
@@ -29,20 +29,20 @@ def _reachable(timeout: float) -> bool:
     return False
 
 
-def admin_client(timeout: float = 5.0) -> KafkaAdminClient:
-    if not _reachable(timeout):
-        raise KafkaError(f"no Kafka bootstrap server reachable: {settings.KAFKA_BOOTSTRAP_SERVERS}")
+def admin_client(timeout: float = 5.0, servers: list[str] | None = None) -> KafkaAdminClient:
+    """An admin client for `servers` (default: the settings'); KafkaError if none answers."""
+    servers = servers or settings.KAFKA_BOOTSTRAP_SERVERS
+    if not _reachable(servers, timeout):
+        raise KafkaError(f"no Kafka bootstrap server reachable: {servers}")
     return KafkaAdminClient(
-        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-        request_timeout_ms=int(timeout * 1000),
-        client_id="feedapp-admin",
+        bootstrap_servers=servers, request_timeout_ms=int(timeout * 1000), client_id="feedapp-admin"
     )
 
 
-def cluster_answers(timeout: float) -> bool:
+def cluster_answers(timeout: float, servers: list[str] | None = None) -> bool:
     """True when the cluster answers a metadata request within about `timeout` seconds."""
     try:
-        admin = admin_client(timeout)
+        admin = admin_client(timeout, servers)
     except (KafkaError, OSError, ValueError):
         return False
     try:

@@ -12,7 +12,6 @@ from pathlib import Path
 from stack.process import (
     StackError,
     ensure_port_free,
-    port_open,
     read_pid,
     spawn,
     terminate,
@@ -138,26 +137,12 @@ def _java(libs: Path, paths: dict[str, Path], *args: str) -> list[str]:
     ]
 
 
-def metadata_ok(bootstrap: str, timeout_ms: int = 2000) -> bool:
+def metadata_ok(bootstrap: str) -> bool:
     """True when the broker answers a metadata request."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
+    # Imported here: the stack's other commands must work before Django is importable.
+    from feedapp.broker import cluster_answers
 
-    host, port = bootstrap.rsplit(":", 1)
-    # The admin client retries an unreachable bootstrap server for a long time.
-    if not port_open(int(port), host):
-        return False
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.describe_cluster()
-        return True
-    except (KafkaError, OSError, ValueError):
-        return False
-    finally:
-        admin.close()
+    return cluster_answers(2.0, [bootstrap])
 
 
 def is_running(profile: Profile) -> bool:
