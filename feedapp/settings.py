@@ -135,6 +135,9 @@ AUTHENTICATION_BACKENDS = ["accounts.backends.AccountBackend"]
 SESSION_COOKIE_AGE = env.int("ADMIN_SESSION_SECONDS", default=8 * 3600)
 SESSION_COOKIE_SECURE = AUTH_COOKIE_SECURE
 CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
+# Origins the admin's forms are posted from, when a TLS-terminating proxy makes the
+# request's own scheme and host differ from what the browser sends as Origin.
+CSRF_TRUSTED_ORIGINS = env.list("ADMIN_TRUSTED_ORIGINS", default=[])
 
 # --- Limits -------------------------------------------------------------------------------
 # Failed logins allowed per window, counted per account and per client address.
