@@ -8,6 +8,7 @@ from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+USERNAME_MIN_LENGTH, USERNAME_MAX_LENGTH = 3, 32
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"(?:[^\W_]|-){1,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -47,8 +48,8 @@ class Input(Schema):
 
 class RegisterIn(Input):
     username: str = Field(
-        min_length=3,
-        max_length=32,
+        min_length=USERNAME_MIN_LENGTH,
+        max_length=USERNAME_MAX_LENGTH,
         pattern=USERNAME_PATTERN,
         description="3 to 32 letters, digits, `_`, `.` or `-`",
     )

@@ -1,7 +1,9 @@
-"""Account write paths: registration, login, and (for moderation) deactivation.
+"""Account write paths: registration, login, creation outside the API, and moderation.
 
-Views and the admin call these; they never log a password or a hash, and they log
-user-chosen text only through %r so that it cannot forge log lines.
+Moderation is deactivation (a ban) and the admin flags. Views, the admin and
+`createsuperuser` (through accounts.models.UserManager) call these; they never log a
+password or a hash, and they log user-chosen text only through %r so that it cannot
+forge log lines.
 """
 
 from __future__ import annotations
@@ -61,28 +63,66 @@ def _registration_rate() -> throttle.Rate:
     return throttle.Rate(settings.REGISTRATIONS_LIMIT, settings.REGISTRATIONS_WINDOW_SECONDS)
 
 
+async def _insert_user(
+    username: str, email: str, password: str, is_staff: bool, is_superuser: bool
+) -> User:
+    """The new active account; Conflict when the username or email is taken."""
+    encoded = await hash_password(password)
+    params = {"username": username, "email": email}
+    async with connection() as conn:
+        user = await fetch_one(conn, Q["create_user"], {**params, "password": encoded}, User)
+        if user is not None and (is_staff or is_superuser):
+            flags = {"user_id": user.id, "is_staff": is_staff, "is_superuser": is_superuser}
+            await execute(conn, Q["set_user_staff"], flags)
+            user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user.id}, User)
+        taken = None if user else await fetch_one(conn, Q["find_taken"], params, Taken)
+    if user is not None:
+        return user
+    if taken is not None and taken.username_taken:
+        raise Conflict("Username is already taken")
+    if taken is not None and taken.email_taken:
+        raise Conflict("Email is already registered")
+    # Taken and freed again between the two statements.
+    raise Conflict("Username or email is already taken")
+
+
 async def do_register_user(username: str, email: str, password: str, address: str) -> User:
     """Create an active account; Conflict when the username or email is taken."""
     verdict = await throttle.consume(REGISTER_BY_ADDRESS, address, _registration_rate())
     if not verdict.allowed:
         log.warning("registration throttled for address %r", address)
         throttle.raise_if_denied(verdict, TOO_MANY_REGISTRATIONS)
-    encoded = await hash_password(password)
-    params = {"username": username, "email": email}
-    async with connection() as conn:
-        user = await fetch_one(conn, Q["create_user"], {**params, "password": encoded}, User)
-        taken = None if user else await fetch_one(conn, Q["find_taken"], params, Taken)
-    if user is not None:
-        log.info("registered user %d %r from %r", user.id, user.username, address)
-        return user
-    if taken is not None and taken.username_taken:
-        message = "Username is already taken"
-    elif taken is not None and taken.email_taken:
-        message = "Email is already registered"
-    else:  # taken and freed again between the two statements
-        message = "Username or email is already taken"
-    log.info("registration refused for %r from %r: %s", username, address, message)
-    raise Conflict(message)
+    try:
+        user = await _insert_user(username, email, password, is_staff=False, is_superuser=False)
+    except Conflict as exc:
+        log.info("registration refused for %r from %r: %s", username, address, exc.message)
+        raise
+    log.info("registered user %d %r from %r", user.id, user.username, address)
+    return user
+
+
+async def do_create_user(
+    username: str,
+    email: str,
+    password: str,
+    *,
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> User:
+    """Create an account outside any request (`createsuperuser`, the shell); not throttled.
+
+    The caller validates the input as the API would (accounts.models.UserManager does).
+    Conflict when the username or email is taken.
+    """
+    user = await _insert_user(username, email, password, is_staff, is_superuser)
+    log.info(
+        "created user %d %r (staff: %s, superuser: %s)",
+        user.id,
+        user.username,
+        is_staff,
+        is_superuser,
+    )
+    return user
 
 
 def _account_subject(login: str, credentials: Credentials | None) -> str:
@@ -152,3 +192,21 @@ async def do_reactivate_user(user_id: int) -> bool:
     if changed:
         log.info("reactivated user %d", user_id)
     return changed
+
+
+async def do_set_staff(user_id: int, is_staff: bool, is_superuser: bool) -> bool:
+    """Set who may use the admin (staff) and who may do everything there (superuser).
+
+    True when a flag changed. Whoever calls decides who may do this (the admin:
+    superusers only).
+    """
+    async with connection() as conn:
+        changed = await fetch_value(
+            conn,
+            Q["set_user_staff"],
+            {"user_id": user_id, "is_staff": is_staff, "is_superuser": is_superuser},
+        )
+    forget_user(user_id)
+    if changed is not None:
+        log.info("user %d: staff %s, superuser %s", user_id, is_staff, is_superuser)
+    return changed is not None

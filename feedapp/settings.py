@@ -122,6 +122,27 @@ PASSWORD_HASHERS = [
     # Verifies hashes made by other hashers; they are replaced by Argon2id on the next login.
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+# Asked again by `createsuperuser` at its prompt; accounts.models applies all of the
+# API's rules (8 to 128 characters) to every account it creates.
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 8},
+    },
+]
+
+# --- Admin --------------------------------------------------------------------------------
+# The admin signs staff in with their FeedApp account: the "user" table (accounts.models)
+# and the API's own login check (accounts.backends).
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["accounts.backends.AccountBackend"]
+# Admin sign-ins live in django_session (the API's sessions are signed tokens).
+SESSION_COOKIE_AGE = env.int("ADMIN_SESSION_SECONDS", default=8 * 3600)
+SESSION_COOKIE_SECURE = AUTH_COOKIE_SECURE
+CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
+# Origins the admin's forms are posted from, when a TLS-terminating proxy makes the
+# request's own scheme and host differ from what the browser sends as Origin.
+CSRF_TRUSTED_ORIGINS = env.list("ADMIN_TRUSTED_ORIGINS", default=[])
 
 # --- Limits -------------------------------------------------------------------------------
 # Failed logins allowed per window, counted per account and per client address.
@@ -148,8 +169,11 @@ DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
 DB_POOL_TIMEOUT_SECONDS = env.float("DB_POOL_TIMEOUT_SECONDS", default=5.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# dbmate owns every table, Django's own included: Django's migrations never run.
-MIGRATION_MODULES = {app: None for app in ("admin", "auth", "contenttypes", "sessions")}
+# dbmate owns every table, Django's own included: Django's migrations never run, and
+# `makemigrations` refuses to write any for the admin's unmanaged models.
+MIGRATION_MODULES = {
+    app: None for app in ("admin", "auth", "contenttypes", "sessions", "accounts", "polls")
+}
 
 # --- Valkey -----------------------------------------------------------------------------
 VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")

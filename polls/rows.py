@@ -45,3 +45,14 @@ class UserGrantRow:
 @dataclass(frozen=True)
 class UserIdRow:
     user_id: int
+
+
+@dataclass(frozen=True)
+class StaffDeletion:
+    allowed: bool
+    deleted: bool
+
+
+@dataclass(frozen=True)
+class IdRow:
+    id: int

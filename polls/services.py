@@ -1,13 +1,16 @@
 """Polls: the write functions (`do_*`) every caller goes through, and the reads.
 
-Rights are never decided here: each statement asks user_may() in SQL. The write
-functions raise PollError subclasses (401/403/404) that the views translate. The
-API, the admin and the other apps call these same functions, so a poll is always
+Rights are never decided here: each statement asks user_may() in SQL, or, for the
+admin's deletion, the actor's own "user" row. The moderator role and grant revocation
+span polls and are the admin's alone, so their callers decide who may use them. The
+write functions raise PollError subclasses (401/403/404) that the views translate.
+The API, the admin and the other apps call these same functions, so a poll is always
 created, deleted and shared the same way.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -21,16 +24,19 @@ from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
 from polls.events import notify_poll_deleted
 from polls.rows import (
     GrantableRole,
+    IdRow,
     Permission,
     PollAccess,
     PollPerms,
     PollRow,
     PollSummaryRow,
     Role,
+    StaffDeletion,
     UserGrantRow,
     UserIdRow,
 )
 
+log = logging.getLogger(__name__)
 Q = queries("polls")
 
 # What a poll's sharing setting grants to everyone (user_id NULL) at creation.
@@ -147,6 +153,38 @@ def do_delete_poll_sync(poll_id: int, actor: User | None) -> None:
     run_sync(do_delete_poll(poll_id, actor))
 
 
+async def do_delete_poll_as_staff(poll_id: int, staff: User) -> None:
+    """Delete any poll on behalf of an active staff member (the admin), then run the hooks.
+
+    Staff moderate every poll without holding a grant on it: this is the one path that
+    authorizes by the is_staff flag instead of user_may(), and it reads that flag from
+    the database in the deleting statement. NotAllowed when `staff` is not active
+    staff, PollNotFound when the poll does not exist (also when it was just deleted by
+    someone else, whose call ran the hooks). The hooks run after the commit, as for
+    do_delete_poll.
+    """
+    async with connection() as conn:
+        outcome = await fetch_one(
+            conn,
+            Q["delete_poll_as_staff"],
+            {"poll_id": poll_id, "staff_id": staff.id},
+            StaffDeletion,
+        )
+    assert outcome is not None, "the statement always returns one row"
+    if not outcome.allowed:
+        log.warning("user %d is not active staff: poll %d not deleted", staff.id, poll_id)
+        raise NotAllowed()
+    if not outcome.deleted:
+        raise PollNotFound()
+    log.info("poll %d deleted by staff user %d", poll_id, staff.id)
+    await notify_poll_deleted(poll_id)
+
+
+def do_delete_poll_as_staff_sync(poll_id: int, staff: User) -> None:
+    """`do_delete_poll_as_staff` for synchronous code (the admin), on the bridge loop."""
+    run_sync(do_delete_poll_as_staff(poll_id, staff))
+
+
 async def do_grant_roles(
     poll_id: int, actor: User | None, grants: Sequence[tuple[GrantableRole, int]]
 ) -> list[int]:
@@ -196,6 +234,40 @@ async def do_grant_moderator(
             },
         )
     return granted is not None
+
+
+async def do_revoke_moderator(user_id: int, revoked_by: User | None = None) -> int:
+    """End a user's global moderator role now; how many grants in force it ended.
+
+    The grants stay as history with their period ended. As for do_grant_moderator,
+    the caller decides who may do this (the admin: staff only).
+    """
+    async with connection() as conn:
+        ended = await fetch_all(conn, Q["end_moderator_grants"], {"user_id": user_id}, IdRow)
+    if ended:
+        log.info(
+            "moderator grants %s of user %d revoked by user %s",
+            [row.id for row in ended],
+            user_id,
+            _user_id(revoked_by),
+        )
+    return len(ended)
+
+
+async def do_revoke_grants(grant_ids: Sequence[int], revoked_by: User | None = None) -> list[int]:
+    """End these grants now, whatever their role and scope; the ids of those it ended.
+
+    Grants no longer (or not yet) in force are left as they are; rows are never
+    deleted. The caller decides who may do this (the admin: staff only).
+    """
+    if not grant_ids:
+        return []
+    async with connection() as conn:
+        ended = await fetch_all(conn, Q["end_grants"], {"grant_ids": list(grant_ids)}, IdRow)
+    ids = sorted(row.id for row in ended)
+    if ids:
+        log.info("grants %s revoked by user %s", ids, _user_id(revoked_by))
+    return ids
 
 
 async def get_poll(poll_id: int, viewer: User | None) -> PollRow | None:

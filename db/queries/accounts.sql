@@ -38,3 +38,11 @@ UPDATE "user"
 SET is_active = %(is_active)s
 WHERE id = %(user_id)s AND is_active IS DISTINCT FROM %(is_active)s
 RETURNING id
+
+-- name: set_user_staff
+-- The admin flags; returns the id only when one of them changed.
+UPDATE "user"
+SET is_staff = %(is_staff)s::boolean, is_superuser = %(is_superuser)s::boolean
+WHERE id = %(user_id)s::bigint
+  AND (is_staff, is_superuser) IS DISTINCT FROM (%(is_staff)s::boolean, %(is_superuser)s::boolean)
+RETURNING id

@@ -123,3 +123,40 @@ WHERE g.poll_id = %(poll_id)s::bigint
   AND g.granted_at <= now()
   AND (g.expires_at IS NULL OR g.expires_at > now())
 ORDER BY g.id
+
+-- name: delete_poll_as_staff
+-- The admin's deletion: any poll, by an active staff member. Whether the actor still is
+-- one is read from their row in the same statement, never from a cache. Options,
+-- grants, votes and counts go with the poll (foreign keys cascade).
+WITH staff AS (
+    SELECT 1
+    FROM "user"
+    WHERE id = %(staff_id)s::bigint AND is_staff AND is_active
+), deleted AS (
+    DELETE FROM poll p
+    WHERE p.id = %(poll_id)s::bigint
+      AND EXISTS (SELECT 1 FROM staff)
+    RETURNING p.id
+)
+SELECT EXISTS (SELECT 1 FROM staff) AS allowed, EXISTS (SELECT 1 FROM deleted) AS deleted
+
+-- name: end_grants
+-- Ends the listed grants that are in force: their period stops now, the rows stay as
+-- history. Returns the ids of the grants it ended.
+UPDATE poll_grant
+SET expires_at = now()
+WHERE id = ANY (%(grant_ids)s::bigint[])
+  AND granted_at < now()
+  AND (expires_at IS NULL OR expires_at > now())
+RETURNING id
+
+-- name: end_moderator_grants
+-- Ends a user's global moderator grants that are in force; returns their ids.
+UPDATE poll_grant
+SET expires_at = now()
+WHERE user_id = %(user_id)s::bigint
+  AND poll_id IS NULL
+  AND role = 'moderator'
+  AND granted_at < now()
+  AND (expires_at IS NULL OR expires_at > now())
+RETURNING id

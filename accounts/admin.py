@@ -1,0 +1,242 @@
+"""The users admin: find accounts, ban and reactivate them, give or take the moderator role.
+
+Bans and roles change through the same services as everywhere else
+(accounts.services, polls.services), so a ban reaches every process's user cache and
+a moderator is a plain grant. Each action notes what it did in the user's history.
+Accounts are created by registration or `createsuperuser`, never deleted here, and
+their password hashes never appear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.widgets import AdminSplitDateTime
+from django.contrib.auth.forms import UsernameField
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models.functions import Now
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from accounts.models import User
+from accounts.services import do_deactivate_user, do_reactivate_user, do_set_staff
+from feedapp.sync_bridge import run_sync
+from polls.models import PollGrant
+from polls.services import do_grant_moderator, do_revoke_moderator
+
+admin.site.site_header = "FeedApp moderation"
+admin.site.site_title = "FeedApp admin"
+admin.site.index_title = "Moderation"
+# Groups need Django's auth tables, which do not exist: rights are fixed in accounts.models.
+admin.site.unregister(Group)
+
+
+class SignInForm(AdminAuthenticationForm):
+    """The admin's sign-in: a FeedApp username or email and the API password."""
+
+    username = UsernameField(
+        label="Username or email", max_length=254, widget=forms.TextInput(attrs={"autofocus": True})
+    )
+
+
+admin.site.login_form = SignInForm
+
+
+def signed_in_staff(request: HttpRequest) -> User:
+    """The admin's signed-in user (the admin site lets only active staff this far)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise TypeError("the admin is only for signed-in FeedApp users")
+    return user
+
+
+def _moderator_in_force() -> Exists:
+    now = Now()
+    return Exists(
+        PollGrant.objects.filter(
+            user=OuterRef("pk"), poll__isnull=True, role="moderator", granted_at__lte=now
+        ).exclude(expires_at__lte=now)
+    )
+
+
+class ModeratorFilter(admin.SimpleListFilter):
+    title = "moderator"
+    parameter_name = "moderator"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(is_moderator=self.value() == "yes")
+        return queryset
+
+
+class ModeratorGrantForm(forms.Form):
+    expires_at = forms.SplitDateTimeField(
+        label="Until",
+        required=False,
+        widget=AdminSplitDateTime,
+        help_text="Empty: until revoked.",
+    )
+
+    def clean_expires_at(self) -> Any:
+        value = self.cleaned_data["expires_at"]
+        if value is not None and value <= timezone.now():
+            raise ValidationError("Must be in the future.")
+        return value
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "moderator",
+        "created_at",
+        "last_login",
+    )
+    list_display_links = ("id", "username")
+    list_filter = ("is_active", "is_staff", "is_superuser", ModeratorFilter)
+    search_fields = ("username", "email")
+    fields = (
+        "id",
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "is_superuser",
+        "moderator",
+        "grants",
+        "created_at",
+        "last_login",
+    )
+    actions = ("deactivate", "reactivate", "grant_moderator", "revoke_moderator")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).annotate(is_moderator=_moderator_in_force())
+
+    @admin.display(boolean=True, description="moderator", ordering="is_moderator")
+    def moderator(self, user: User) -> bool:
+        return bool(getattr(user, "is_moderator", False))
+
+    @admin.display(description="grants held")
+    def grants(self, user: User) -> SafeString:
+        url = reverse("admin:polls_pollgrant_changelist")
+        return format_html('<a href="{}?user={}">grants of this user</a>', url, user.pk)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> Any:
+        # Only the admin flags are edited in the form (by superusers, who alone hold
+        # accounts.change_user), never one's own; the rest changes through actions.
+        if obj is not None and obj.pk == request.user.pk:
+            return self.fields
+        return tuple(name for name in self.fields if name not in ("is_staff", "is_superuser"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # A ban is a deactivation: the account, its polls and its history stay.
+        return False
+
+    def has_ban_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.ban_user")
+
+    def has_moderate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.moderate_user")
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        """Store the admin flags through accounts.services (the only fields edited here)."""
+        run_sync(do_set_staff(obj.pk, obj.is_staff, obj.is_superuser))
+
+    @admin.action(permissions=["ban"], description="Deactivate (ban) selected users")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        staff = signed_in_staff(request)
+        done, refused = 0, []
+        for user in queryset:
+            if not staff.may_ban(user):
+                refused.append(str(user))
+            elif run_sync(do_deactivate_user(user.pk)):
+                self.log_change(request, user, "Deactivated (banned).")
+                done += 1
+        self.message_user(request, f"Deactivated {done} user(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(
+                request,
+                f"Not yours to ban (yourself, or a superuser): {', '.join(refused)}.",
+                messages.WARNING,
+            )
+
+    @admin.action(permissions=["ban"], description="Reactivate selected users")
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        staff = signed_in_staff(request)
+        done = 0
+        for user in queryset:
+            if staff.may_ban(user) and run_sync(do_reactivate_user(user.pk)):
+                self.log_change(request, user, "Reactivated.")
+                done += 1
+        self.message_user(request, f"Reactivated {done} user(s).", messages.SUCCESS)
+
+    @admin.action(permissions=["moderate"], description="Grant the moderator role (every poll)")
+    def grant_moderator(
+        self, request: HttpRequest, queryset: QuerySet[User]
+    ) -> TemplateResponse | None:
+        form = ModeratorGrantForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return TemplateResponse(
+                request,
+                "admin/accounts/user/grant_moderator.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Grant the moderator role",
+                    "opts": self.opts,
+                    "form": form,
+                    "users": queryset,
+                    "action": "grant_moderator",
+                    "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                    "media": self.media + form.media,
+                },
+            )
+        until = form.cleaned_data["expires_at"]
+        staff = signed_in_staff(request).as_actor()
+        granted, already = 0, []
+        for user in queryset:
+            if run_sync(do_grant_moderator(user.pk, until, staff)):
+                period = f"until {until.isoformat()}" if until else "until revoked"
+                self.log_change(request, user, f"Granted the moderator role ({period}).")
+                granted += 1
+            else:
+                already.append(str(user))
+        self.message_user(request, f"{granted} user(s) are moderators now.", messages.SUCCESS)
+        if already:
+            self.message_user(
+                request,
+                f"Already moderators over that period (revoke first to change it): "
+                f"{', '.join(already)}.",
+                messages.WARNING,
+            )
+        return None
+
+    @admin.action(permissions=["moderate"], description="Revoke the moderator role")
+    def revoke_moderator(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        staff = signed_in_staff(request).as_actor()
+        revoked = 0
+        for user in queryset:
+            if run_sync(do_revoke_moderator(user.pk, staff)):
+                self.log_change(request, user, "Revoked the moderator role.")
+                revoked += 1
+        self.message_user(request, f"Revoked the role of {revoked} user(s).", messages.SUCCESS)
