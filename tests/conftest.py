@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import valkey
@@ -61,6 +62,18 @@ def vote_consumer(vote_topic: str, test_database: None) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def django_db_setup(test_database: None) -> None:
     """Django's own connection uses the dbmate-built database as it is (no Django migrate)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def django_database_everywhere(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Let any test reach Django's own connection to the real test database.
+
+    API requests run Django's request signals, whose receivers check Django's
+    connection of asgiref's shared thread; after an admin test opened one there,
+    pytest-django's blocker would turn that check into an error in unrelated tests.
+    """
+    with django_db_blocker.unblock():
+        yield
 
 
 @pytest.fixture
