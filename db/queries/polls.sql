@@ -79,18 +79,10 @@ RETURNING p.id
 -- name: get_poll
 -- The poll as the user sees it, with the user's current vote; no row when the user
 -- may not view it.
-SELECT p.id, p.question, p.expires_at, u.username::text AS creator_name,
-       o.options, o.option_ids,
+SELECT p.id, p.question, p.expires_at, p.creator_name, p.options, p.option_ids,
        (SELECT v.vote_option_id FROM vote v
         WHERE v.poll_id = p.id AND v.user_id = %(user_id)s::bigint) AS user_vote
-FROM poll p
-JOIN "user" u ON u.id = p.creator_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(vo.text ORDER BY vo.position), '{}') AS options,
-           coalesce(array_agg(vo.id ORDER BY vo.position), '{}') AS option_ids
-    FROM vote_option vo
-    WHERE vo.poll_id = p.id
-) o
+FROM poll_summary p
 WHERE p.id = %(poll_id)s::bigint
   AND user_may(%(user_id)s::bigint, 'poll:view', p.id, now())
 
@@ -98,16 +90,8 @@ WHERE p.id = %(poll_id)s::bigint
 -- Newest first, keyset-paginated on id: a page starts below `before` (NULL: at the
 -- top), so polls created meanwhile never shift later pages. The options come in the
 -- same statement, one row per poll.
-SELECT p.id, p.question, p.expires_at, u.username::text AS creator_name,
-       o.options, o.option_ids
-FROM poll p
-JOIN "user" u ON u.id = p.creator_id
-CROSS JOIN LATERAL (
-    SELECT coalesce(array_agg(vo.text ORDER BY vo.position), '{}') AS options,
-           coalesce(array_agg(vo.id ORDER BY vo.position), '{}') AS option_ids
-    FROM vote_option vo
-    WHERE vo.poll_id = p.id
-) o
+SELECT p.id, p.question, p.expires_at, p.creator_name, p.options, p.option_ids
+FROM poll_summary p
 WHERE p.id < coalesce(%(before)s::bigint, 9223372036854775807)
   AND user_may(%(user_id)s::bigint, 'poll:view', p.id, now())
 ORDER BY p.id DESC
