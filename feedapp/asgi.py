@@ -1,4 +1,5 @@
-"""The ASGI entry point: HTTP through Django, routed by channels."""
+"""The ASGI entry point: HTTP through Django (live streams sharing one sync thread), routed
+by channels."""
 
 import os
 
@@ -7,6 +8,9 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedapp.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+# These need Django set up first.
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from realtime.asgi import one_thread_for_streams  # noqa: E402
+
+application = ProtocolTypeRouter({"http": one_thread_for_streams(django_asgi_app)})
