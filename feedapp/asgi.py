@@ -1,5 +1,5 @@
-"""The ASGI entry point: HTTP through Django (live streams sharing one sync thread), routed
-by channels."""
+"""The ASGI entry point, routed by channels: HTTP through Django (live streams sharing one
+sync thread) and the live counts WebSocket."""
 
 import os
 
@@ -12,5 +12,11 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from realtime.asgi import one_thread_for_streams  # noqa: E402
+from realtime.consumers import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": one_thread_for_streams(django_asgi_app)})
+application = ProtocolTypeRouter(
+    {
+        "http": one_thread_for_streams(django_asgi_app),
+        "websocket": websocket_application(),
+    }
+)

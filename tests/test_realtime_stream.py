@@ -1,22 +1,27 @@
-"""GET /api/vote/stream/{poll_id} in this process, through the whole ASGI application:
-view rights, limits, headers, keepalives."""
+"""GET /api/vote/stream/{poll_id} and /ws/poll/{poll_id} in this process, through the whole
+ASGI application: view rights, limits, headers, keepalives, the WebSocket's frames and
+close codes."""
 
 from __future__ import annotations
 
 import json
 import threading
+from contextlib import asynccontextmanager
 
+import pytest
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import AsyncRequestFactory, override_settings
 
 from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
+from feedapp.asgi import application
 from realtime.limits import StreamSlots, get_slots, subject_for
 from realtime.views import stream_counts
 from tests.asgi_client import AsgiStream
 from tests.polls import grant, make_poll
 from tests.sse_client import parse_event
-from tests.users import make_user
+from tests.users import client_for, make_user
 from tests.waiting import eventually
 
 
@@ -198,3 +203,102 @@ async def test_the_stream_route_is_documented(api) -> None:
     operation = schema["paths"]["/api/vote/stream/{poll_id}"]["get"]
     assert set(operation["responses"]) >= {"200", "404", "429"}
     assert "text/event-stream" in operation["responses"]["200"]["content"]
+
+
+# --- WebSocket ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def websocket(poll_id: int, user=None, origin: str | None = None):
+    headers = []
+    if user is not None:
+        headers.append((b"cookie", f"{COOKIE_NAME}={issue_token(user.id)}".encode()))
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    communicator = WebsocketCommunicator(application, f"/ws/poll/{poll_id}", headers=headers)
+    try:
+        yield communicator
+    finally:
+        await communicator.disconnect()
+
+
+async def test_websocket_sends_the_counts_and_closes_with_a_code_when_refused() -> None:
+    creator = await make_user()
+    private = await make_poll(creator, options=2, perms="private")
+
+    async with websocket(private.id, creator) as ws:
+        connected, _ = await ws.connect()
+        assert connected
+        assert await ws.receive_json_from(timeout=10) == {
+            "event": "vote_update",
+            "id": 0,
+            "data": [{"vote_option_id": o, "vote_count": 0} for o in private.option_ids],
+        }
+
+    for user in (None, await make_user()):
+        async with websocket(private.id, user) as ws:
+            await ws.connect()
+            assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 4404}
+
+    async with websocket(private.id, creator, origin="https://evil.example") as ws:
+        connected, _ = await ws.connect()
+        # Closed before accepting: servers answer the handshake with 403.
+        assert not connected
+
+    async with websocket(private.id, creator, origin=settings.FEEDAPP_ALLOWED_ORIGINS[0]) as ws:
+        connected, _ = await ws.connect()
+        assert connected
+
+
+@override_settings(SSE_MAX_STREAMS_PER_USER=1)
+async def test_websocket_shares_the_stream_limits() -> None:
+    user = await make_user()
+    poll = await make_poll(user)
+    stream = await open_stream(poll.id, user)
+    assert stream.status == 200
+    try:
+        async with websocket(poll.id, user) as ws:
+            await ws.connect()
+            assert await ws.receive_output(timeout=10) == {"type": "websocket.close", "code": 4429}
+    finally:
+        await leave(stream)
+
+
+@pytest.mark.usefixtures("vote_consumer")
+async def test_websocket_and_stream_get_the_same_vote() -> None:
+    creator, voter = await make_user(), await make_user()
+    poll = await make_poll(creator, options=2)
+    a, b = poll.option_ids
+    stream = await open_stream(poll.id)
+    try:
+        async with websocket(poll.id) as ws:
+            await ws.connect()
+            assert (await ws.receive_json_from(timeout=10))["id"] == 0
+            assert (await next_event(stream)).id == 0
+
+            submitted = await client_for(voter).post(
+                "/api/vote/submit",
+                {"poll_id": poll.id, "vote_option_id": b},
+                content_type="application/json",
+            )
+            assert submitted.status_code == 201
+            frame = await ws.receive_json_from(timeout=30)
+            assert frame == {
+                "event": "vote_update",
+                "id": 1,
+                "data": [
+                    {"vote_option_id": a, "vote_count": 0},
+                    {"vote_option_id": b, "vote_count": 1},
+                ],
+            }
+            event = await next_event_skipping_keepalives(stream)
+            assert (event.id, event.data) == (frame["id"], frame["data"])
+    finally:
+        await leave(stream)
+
+
+async def next_event_skipping_keepalives(stream: AsgiStream):
+    event = await next_event(stream)
+    while event.name == "comment":
+        event = await next_event(stream)
+    return event
