@@ -1,5 +1,5 @@
-"""The ASGI entry point, routed by channels: HTTP through Django (live streams sharing one
-sync thread) and the live counts WebSocket."""
+"""The ASGI entry point, routed by channels: HTTP through Django, the live counts WebSocket,
+and the lifespan protocol (which ends live streams on shutdown)."""
 
 import os
 
@@ -13,10 +13,12 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from realtime.asgi import one_thread_for_streams  # noqa: E402
 from realtime.consumers import websocket_application  # noqa: E402
+from realtime.shutdown import lifespan  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": one_thread_for_streams(django_asgi_app),
         "websocket": websocket_application(),
+        "lifespan": lifespan,
     }
 )

@@ -495,7 +495,11 @@ def get_hub() -> Hub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
+        from realtime.shutdown import install_signal_handlers
+
         hub = _hubs[loop] = Hub(settings.VALKEY_URL, settings.VALKEY_TIMEOUT_SECONDS)
+        # Servers without a lifespan protocol (daphne) get their streams ended on SIGTERM too.
+        install_signal_handlers()
     return hub
 
 
