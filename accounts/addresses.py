@@ -19,11 +19,18 @@ def _normalized(value: str) -> str | None:
 
 def client_address(request: HttpRequest) -> str:
     """The peer address, or the one TRUSTED_PROXY_HOPS proxies put into X-Forwarded-For."""
-    peer = _normalized(request.META.get("REMOTE_ADDR") or "") or UNKNOWN
+    return address_from(
+        request.META.get("REMOTE_ADDR") or "", request.headers.get("X-Forwarded-For", "")
+    )
+
+
+def address_from(peer_address: str, forwarded_for: str) -> str:
+    """`client_address` from the raw peer address and X-Forwarded-For value (e.g. WebSocket)."""
+    peer = _normalized(peer_address) or UNKNOWN
     hops = settings.TRUSTED_PROXY_HOPS
     if hops <= 0:
         return peer
-    forwarded = [part for part in request.headers.get("X-Forwarded-For", "").split(",") if part]
+    forwarded = [part for part in forwarded_for.split(",") if part]
     # Each trusted proxy appends the address it saw; anything further left is the
     # client's own claim, so only the entry the outermost trusted proxy added counts.
     if len(forwarded) < hops:

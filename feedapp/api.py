@@ -6,6 +6,7 @@ from accounts.views import router as accounts_router
 from feedapp import service
 from feedapp.errors import install_error_handlers
 from polls.views import router as polls_router
+from realtime.views import router as realtime_router
 from votes.views import router as votes_router
 
 api = NinjaAPI(
@@ -21,3 +22,5 @@ api.add_router("", service.router)
 api.add_router("/user", accounts_router)
 api.add_router("/poll", polls_router)
 api.add_router("/vote", votes_router)
+# The live stream lives in its own app, under the same prefix as the other vote routes.
+api.add_router("/vote", realtime_router)

@@ -1,4 +1,5 @@
-"""The ASGI entry point: HTTP through Django, routed by channels."""
+"""The ASGI entry point, routed by channels: HTTP through Django, the live counts WebSocket,
+and the lifespan protocol (which ends live streams on shutdown)."""
 
 import os
 
@@ -7,10 +8,18 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "feedapp.settings")
 django.setup(set_prefix=False)
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up first)
+# These need Django set up first.
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from feedapp.handler import FeedAppASGIHandler  # noqa: E402
+from realtime.consumers import websocket_application  # noqa: E402
+from realtime.shutdown import lifespan  # noqa: E402
 
-django_asgi_app = FeedAppASGIHandler()
-
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter(
+    {
+        # No thread per API request, and so none per live stream (see feedapp/handler.py).
+        "http": FeedAppASGIHandler(),
+        "websocket": websocket_application(),
+        "lifespan": lifespan,
+    }
+)

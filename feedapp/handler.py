@@ -16,8 +16,10 @@ class FeedAppASGIHandler(ASGIHandler):
     `response.close()` (and sync signal receivers) through sync_to_async: inside that
     context each request creates, then joins, a thread of its own, which profiling
     showed as a quarter of a vote submission's cost. The API's views and middleware are
-    all async, so its few sync hooks can share asgiref's one thread instead. Other paths
-    (the admin's sync views) keep Django's isolation.
+    all async, so its few sync hooks can share asgiref's one thread instead; for a live
+    stream the per-request thread would otherwise live as long as the connection (10,000
+    streams, 10,000 idle threads). Other paths (the admin's sync views) keep Django's
+    isolation.
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -58,7 +58,7 @@ INSTALLED_APPS = [
     "accounts",
     "polls",
     "votes.apps.VotesConfig",
-    "realtime",
+    "realtime.apps.RealtimeConfig",
 ]
 
 # Every entry is async-native; Django's own middleware (thread hops under ASGI) runs
@@ -189,6 +189,14 @@ KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1
 # A vote is answered 503 when the broker has not acknowledged it within this time.
 KAFKA_PRODUCE_TIMEOUT_SECONDS = env.float("KAFKA_PRODUCE_TIMEOUT_SECONDS", default=5.0)
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="feedapp-vote-consumer")
+
+# --- Live streams (SSE and WebSocket) ----------------------------------------------------
+# Open streams one web process serves; past it new ones get 429.
+SSE_MAX_STREAMS_PER_PROCESS = env.int("SSE_MAX_STREAMS_PER_PROCESS", default=10_000)
+# Open streams per user (anonymous callers: per client address), across all processes.
+SSE_MAX_STREAMS_PER_USER = env.int("SSE_MAX_STREAMS_PER_USER", default=5)
+# A quiet stream gets a `: keepalive` comment this often, so proxies keep it open.
+SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
 
 # --- Service ----------------------------------------------------------------------------
 READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)

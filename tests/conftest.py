@@ -41,6 +41,15 @@ def test_database(test_stack: None) -> None:
     dbmate(settings.DATABASE_URL, "up")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_valkey(test_stack: None) -> None:
+    """No keys from an earlier run: ids restart with the rebuilt database, so cached counts
+    and stream leases of that run would belong to this run's polls and users."""
+    client = valkey.Valkey.from_url(settings.VALKEY_URL, socket_timeout=5)
+    client.flushdb()
+    client.close()
+
+
 @pytest.fixture(scope="session")
 def vote_topic(test_stack: None) -> Iterator[str]:
     """This run's vote topic (see tests/settings.py), deleted at the end."""

@@ -1,0 +1,158 @@
+"""The WebSocket route `/ws/poll/{poll_id}`: the stream's events as JSON text frames.
+
+Same view right, limits and hub as the SSE stream. Frames:
+`{"event": "vote_update", "id": <version>, "data": [{"vote_option_id", "vote_count"}, ...]}`
+and `{"event": "poll_deleted"}`. The connection is accepted, then closed with a code when
+refused: 4404 not viewable, 4429 past a stream limit, 1013 shutting down; after
+`poll_deleted` with 1000, on process shutdown with 1001. A foreign Origin is refused
+at the handshake (403), like the API's state-changing requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import aclosing
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.routing import URLRouter
+from channels.security.websocket import OriginValidator, WebsocketDenier
+from django.conf import settings
+from django.http.cookie import parse_cookie
+from django.urls import path, re_path
+from ninja.errors import HttpError
+
+from accounts.addresses import address_from
+from accounts.auth import COOKIE_NAME
+from accounts.tokens import read_token
+from accounts.users import User, get_user
+from realtime.hub import Hub, Signal, Update, get_hub
+from realtime.limits import LimitReached, Slot, get_slots, subject_for
+from realtime.watch import watch
+from votes.counts import PollCounts
+from votes.events import MAX_ID
+from votes.services import get_visible_counts
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY = 4429
+
+POLL_DELETED_FRAME = '{"event":"poll_deleted"}'
+
+
+def vote_update_frame(update: Update) -> str:
+    """The `vote_update` frame (`update.data` is already JSON)."""
+    return f'{{"event":"vote_update","id":{update.version},"data":{update.data}}}'
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+async def scope_user(scope: dict[str, Any]) -> User | None:
+    """The active user behind the handshake's session cookie, or None."""
+    token = parse_cookie(_header(scope, b"cookie")).get(COOKIE_NAME)
+    claims = read_token(token) if token else None
+    user = await get_user(claims.user_id) if claims else None
+    return user if user is not None and user.is_active else None
+
+
+def scope_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client") or ("", 0)
+    return address_from(str(client[0]), _header(scope, b"x-forwarded-for"))
+
+
+class PollUpdatesConsumer(AsyncWebsocketConsumer):
+    """One poll's live counts over a WebSocket."""
+
+    forwarder: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        poll_id = int(self.scope["url_route"]["kwargs"]["poll_id"])
+        # Accepted first: a refusal before accepting reaches the browser as a bare 403,
+        # without the close code that says why.
+        await self.accept()
+        if not 0 < poll_id <= MAX_ID:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        user = await scope_user(self.scope)
+        try:
+            counts = await get_visible_counts(user, poll_id)
+        except HttpError:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        hub = get_hub()
+        if hub.closed:
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+            return
+        subject = subject_for(user.id if user else None, scope_address(self.scope))
+        try:
+            slot = await get_slots().acquire(subject)
+        except LimitReached:
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        self.forwarder = asyncio.create_task(self.forward(hub, poll_id, counts, slot))
+
+    async def forward(self, hub: Hub, poll_id: int, counts: PollCounts, slot: Slot) -> None:
+        """Send the watch's items until the poll is deleted or the process shuts down."""
+        try:
+            keepalive = settings.SSE_KEEPALIVE_SECONDS
+            async with aclosing(watch(hub, poll_id, counts, keepalive)) as items:
+                async for item in items:
+                    # WebSocket servers ping idle connections themselves: no keepalive frames.
+                    if isinstance(item, Update):
+                        await self.send(text_data=vote_update_frame(item))
+                    elif item is Signal.POLL_DELETED:
+                        await self.send(text_data=POLL_DELETED_FRAME)
+                        await self.close(code=CLOSE_NORMAL)
+                        return
+            await self.close(code=CLOSE_GOING_AWAY)
+        finally:
+            slot.release()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Clients have nothing to say on this route; what they send is ignored."""
+
+    async def disconnect(self, code: int) -> None:
+        task = self.forwarder
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class OriginGuard(OriginValidator):
+    """Handshakes from browsers on a foreign origin get 403; without Origin they pass.
+
+    The rule of the API's state-changing requests: browsers always send Origin with a
+    WebSocket handshake, and other clients carry no victim's cookie.
+    """
+
+    def __init__(self, application: Any) -> None:
+        self.application = application
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        return [origin.rstrip("/") for origin in settings.FEEDAPP_ALLOWED_ORIGINS]
+
+    def valid_origin(self, parsed_origin: Any) -> bool:
+        return parsed_origin is None or bool(super().valid_origin(parsed_origin))
+
+
+def websocket_application() -> Any:
+    """The ASGI application of the `websocket` protocol."""
+    return OriginGuard(
+        URLRouter(
+            [
+                path("ws/poll/<int:poll_id>", PollUpdatesConsumer.as_asgi()),
+                re_path(r"", WebsocketDenier.as_asgi()),
+            ]
+        )
+    )

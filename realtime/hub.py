@@ -1,0 +1,524 @@
+"""The per-process hub: one Valkey pub/sub connection fanning poll updates out to local streams.
+
+The consumer publishes each poll's new counts on `vote-updates:poll:{id}`. A web process
+subscribes only to the polls its own clients watch (reference counted: SUBSCRIBE for the
+first client of a poll, UNSUBSCRIBE after the last), decodes each message once and puts
+it into every watching client's mailbox. A mailbox holds one item, the latest, so a slow
+client skips intermediate counts instead of growing a backlog.
+
+Tasks, while at least one client is registered: the reader (owns the connection: connects
+with backoff, reads, answers liveness), the writer (sends SUBSCRIBE/UNSUBSCRIBE batches
+for what changed) and, after a reconnection, a short-lived resync. When the last client
+leaves the tasks stop and the connection closes. Messages published while the connection
+was down are lost, so after a reconnection every client gets fresh counts from
+PostgreSQL once its poll's subscription is confirmed again.
+
+The hub belongs to one event loop (`get_hub()`), like the SQL pool and the Valkey client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import enum
+import json
+import logging
+import weakref
+from collections.abc import Coroutine, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import valkey.asyncio as avalkey
+from django.conf import settings
+from valkey.asyncio.connection import AbstractConnection
+from valkey.exceptions import ValkeyError
+
+from db.cache import get_async_valkey
+from votes.counts import PollCounts, read_counts_many, updates_channel
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN_SECONDS = 0.1
+BACKOFF_MAX_SECONDS = 5.0
+# With no traffic for this long the reader sends a PING; a connection that does not
+# answer within the Valkey timeout is dead even if TCP has not noticed (e.g. a lost host).
+PING_IDLE_SECONDS = 10.0
+# Channels per SUBSCRIBE/UNSUBSCRIBE command, and polls per resync query.
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A poll's counts at one version; `data` is their JSON list, in presentation order."""
+
+    version: int
+    data: str
+
+    @classmethod
+    def from_counts(cls, counts: PollCounts) -> Update:
+        return cls(counts.version, json.dumps(counts.as_list()))
+
+
+class Signal(enum.Enum):
+    """What a stream sees besides counts."""
+
+    KEEPALIVE = "keepalive"  # nothing new for a while (produced by the waiting stream)
+    POLL_DELETED = "poll_deleted"  # the poll is gone: say so, then end
+    SHUTDOWN = "shutdown"  # the process is stopping: end
+
+
+_FINAL = (Signal.POLL_DELETED, Signal.SHUTDOWN)
+
+
+class HubClosed(Exception):
+    """The hub no longer takes clients (the process is shutting down)."""
+
+
+class Client:
+    """One local stream's mailbox: at most one pending item, the latest; an end is final."""
+
+    __slots__ = ("_item", "_waiter", "poll_id")
+
+    def __init__(self, poll_id: int) -> None:
+        self.poll_id = poll_id
+        self._item: Update | Signal | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def pending(self) -> Update | Signal | None:
+        return self._item
+
+    def offer(self, item: Update | Signal) -> None:
+        """Replace the pending item, unless it is an end or newer counts."""
+        current = self._item
+        if current in _FINAL:
+            return
+        if (
+            isinstance(item, Update)
+            and isinstance(current, Update)
+            and current.version >= item.version
+        ):
+            return
+        self._item = item
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next(self, within: float) -> Update | Signal | None:
+        """The pending item, waiting up to `within` seconds for one; None if none came."""
+        if self._item is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                async with asyncio.timeout(within):
+                    await waiter
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        item = self._item
+        if item not in _FINAL:
+            self._item = None
+        return item
+
+
+@dataclass(eq=False)
+class _Poll:
+    clients: set[Client] = field(default_factory=set)
+    # Set while the poll's subscription is confirmed on the current connection.
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Its clients may hold counts older than what was published: resync once subscribed.
+    stale: bool = False
+    deleted: bool = False
+
+
+@dataclass(eq=False)
+class _Link:
+    """One pub/sub connection and what was sent on it."""
+
+    conn: AbstractConnection
+    sent: set[int] = field(default_factory=set)
+    awaiting: dict[int, int] = field(default_factory=dict)  # unconfirmed SUBSCRIBEs per poll
+
+
+@dataclass(frozen=True)
+class HubStats:
+    clients: int
+    polls: int  # polls with local clients
+    subscriptions: int  # polls subscribed on the current connection
+    tasks: int  # the hub's running tasks
+    connected: bool
+
+
+class Hub:
+    """Local clients per poll, fed from one Valkey pub/sub connection."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._timeout = timeout
+        # Used only to make connections: every connection's lifetime is the reader's.
+        self._pool = avalkey.ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=timeout,
+            socket_timeout=None,  # a subscriber waits for messages indefinitely
+            socket_keepalive=True,
+            health_check_interval=0,  # liveness is the reader's own PING
+            client_name="feedapp-live-updates",
+        )
+        self._polls: dict[int, _Poll] = {}
+        self._clients = 0
+        self._link: _Link | None = None
+        self._dirty = asyncio.Event()
+        self._resync: set[int] = set()
+        self._resync_task: asyncio.Task[None] | None = None
+        self._run: tuple[asyncio.Task[None], asyncio.Task[None]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # --- clients --------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def join(self, poll_id: int) -> Client:
+        """Register a client of `poll_id`; subscribes the poll for its first client."""
+        if self._closed:
+            raise HubClosed()
+        poll = self._polls.get(poll_id)
+        if poll is None:
+            poll = self._polls[poll_id] = _Poll()
+            self._dirty.set()
+        client = Client(poll_id)
+        poll.clients.add(client)
+        self._clients += 1
+        if poll.deleted:
+            client.offer(Signal.POLL_DELETED)
+        self._start()
+        return client
+
+    def leave(self, client: Client) -> None:
+        """Unregister a client (idempotent); unsubscribes after a poll's last client."""
+        poll = self._polls.get(client.poll_id)
+        if poll is None or client not in poll.clients:
+            return
+        poll.clients.discard(client)
+        self._clients -= 1
+        if not poll.clients:
+            del self._polls[client.poll_id]
+            self._resync.discard(client.poll_id)
+            self._dirty.set()
+            if not self._polls:
+                self._stop()
+
+    async def subscribed(self, client: Client) -> bool:
+        """Wait until the client's poll is subscribed (at most the Valkey timeout)."""
+        poll = self._polls.get(client.poll_id)
+        if poll is None:
+            return False
+        try:
+            async with asyncio.timeout(self._timeout):
+                await poll.subscribed.wait()
+            return True
+        except TimeoutError:
+            # Counts published before the subscription takes effect would be missed.
+            poll.stale = True
+            return False
+
+    def end_poll(self, poll_id: int) -> None:
+        """Tell the poll's local clients it was deleted."""
+        poll = self._polls.get(poll_id)
+        if poll is None:
+            return
+        poll.deleted = True
+        for client in poll.clients:
+            client.offer(Signal.POLL_DELETED)
+
+    def close(self) -> None:
+        """End every stream (they see SHUTDOWN) and refuse new clients; stops the tasks."""
+        self._closed = True
+        for poll in self._polls.values():
+            for client in poll.clients:
+                client.offer(Signal.SHUTDOWN)
+        self._stop()
+
+    async def aclose(self) -> None:
+        """`close`, then wait for the tasks to finish."""
+        self.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._pool.disconnect()
+
+    def pending(self, poll_id: int) -> list[Update | Signal | None]:
+        """What each local client of the poll has not read yet (tests, debugging)."""
+        poll = self._polls.get(poll_id)
+        return [client.pending for client in poll.clients] if poll else []
+
+    def stats(self) -> HubStats:
+        link = self._link
+        return HubStats(
+            clients=self._clients,
+            polls=len(self._polls),
+            subscriptions=len(link.sent) if link else 0,
+            tasks=sum(1 for task in self._tasks if not task.done()),
+            connected=link is not None,
+        )
+
+    # --- delivery -------------------------------------------------------------------------
+
+    def deliver(self, poll_id: int, item: Update | Signal) -> None:
+        """Offer an update (or an end) to every local client of the poll."""
+        if item is Signal.POLL_DELETED:
+            self.end_poll(poll_id)
+            return
+        poll = self._polls.get(poll_id)
+        if poll is None or poll.deleted:
+            return
+        for client in poll.clients:
+            client.offer(item)
+
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        poll_id = _poll_id(channel)
+        if poll_id is None or poll_id not in self._polls:
+            return  # unsubscribed meanwhile
+        try:
+            item = decode_message(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring a malformed message on %r: %r", channel[:100], exc)
+            return
+        self.deliver(poll_id, item)
+
+    # --- tasks ----------------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        # A context of its own: the hub outlives the request that started it, and must not
+        # carry that request's context variables (asgiref refuses those once it ended).
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            coroutine, name=name, context=contextvars.Context()
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start(self) -> None:
+        if self._run is None:
+            self._run = (
+                self._spawn(self._read_forever(), "live-updates-reader"),
+                self._spawn(self._write_forever(), "live-updates-writer"),
+            )
+
+    def _stop(self) -> None:
+        run, self._run = self._run, None
+        for task in (*(run or ()), self._resync_task):
+            if task is not None:
+                task.cancel()
+        self._resync_task = None
+
+    async def _read_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = BACKOFF_MIN_SECONDS
+        lost = False  # whether messages may have been missed since the last connection
+        while True:
+            conn = self._pool.make_connection()
+            try:
+                # The connection's own handshake (HELLO, CLIENT SETNAME) has no read timeout.
+                async with asyncio.timeout(self._timeout * 2):
+                    await conn.connect()
+            except BaseException as exc:
+                await conn.disconnect(nowait=True)
+                if not isinstance(exc, ValkeyError | OSError):  # TimeoutError is an OSError
+                    raise
+                log.warning("live updates: Valkey unreachable, retry in %.1f s: %r", backoff, exc)
+                lost = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                continue
+            link = _Link(conn)
+            self._link = link
+            if lost:
+                log.info("live updates: reconnected to Valkey, resubscribing")
+                for poll in self._polls.values():
+                    poll.stale = True
+            self._dirty.set()
+            connected_at = loop.time()
+            try:
+                await self._read(link)
+            except (ValkeyError, OSError) as exc:
+                log.warning("live updates: Valkey connection lost: %r", exc)
+                lost = True
+            finally:
+                if self._link is link:
+                    self._link = None
+                    for poll in self._polls.values():
+                        poll.subscribed.clear()
+                await conn.disconnect(nowait=True)
+            # A connection that keeps failing right after it was made must not spin.
+            if loop.time() - connected_at > BACKOFF_MAX_SECONDS:
+                backoff = BACKOFF_MIN_SECONDS
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    async def _read(self, link: _Link) -> None:
+        pinged = False
+        while True:
+            timeout = self._timeout if pinged else PING_IDLE_SECONDS
+            response = await link.conn.read_response(timeout=timeout, push_request=True)
+            if response is None:
+                if pinged:
+                    raise ConnectionError("Valkey did not answer PING")
+                await link.conn.send_command("PING", check_health=False)
+                pinged = True
+                continue
+            pinged = False
+            if isinstance(response, list) and len(response) == 3:
+                kind, channel, data = response
+                if kind == b"message":
+                    self._on_message(channel, data)
+                elif kind == b"subscribe":
+                    self._on_subscribed(link, channel)
+
+    def _on_subscribed(self, link: _Link, channel: bytes) -> None:
+        poll_id = _poll_id(channel)
+        if poll_id is None:
+            return
+        left = link.awaiting.get(poll_id, 0) - 1
+        if left > 0:
+            link.awaiting[poll_id] = left  # a later SUBSCRIBE of the same poll is on its way
+            return
+        link.awaiting.pop(poll_id, None)
+        poll = self._polls.get(poll_id)
+        if poll is None or poll_id not in link.sent:
+            return
+        poll.subscribed.set()
+        if poll.stale:
+            poll.stale = False
+            self._resync.add(poll_id)
+            if self._resync_task is None or self._resync_task.done():
+                self._resync_task = self._spawn(self._resync_all(), "live-updates-resync")
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            link = self._link
+            if link is None:
+                continue  # the reader marks everything dirty once it has a connection
+            try:
+                await self._sync_subscriptions(link)
+            except (ValkeyError, OSError) as exc:
+                # The reader notices the broken connection and reconnects.
+                log.info("live updates: subscription change not sent: %r", exc)
+
+    async def _sync_subscriptions(self, link: _Link) -> None:
+        add = [poll_id for poll_id in self._polls if poll_id not in link.sent]
+        drop = [poll_id for poll_id in link.sent if poll_id not in self._polls]
+        for command, polls in (("SUBSCRIBE", add), ("UNSUBSCRIBE", drop)):
+            for batch in _batches(polls):
+                # Never let the library reconnect on its own: only the reader connects,
+                # so that it knows when messages may have been lost.
+                if self._link is not link or not link.conn.is_connected:
+                    return
+                for poll_id in batch:
+                    if command == "SUBSCRIBE":
+                        link.sent.add(poll_id)
+                        link.awaiting[poll_id] = link.awaiting.get(poll_id, 0) + 1
+                    else:
+                        link.sent.discard(poll_id)
+                channels = [updates_channel(poll_id) for poll_id in batch]
+                await link.conn.send_command(command, *channels, check_health=False)
+
+    async def _resync_all(self) -> None:
+        backoff = BACKOFF_MIN_SECONDS
+        while self._resync:
+            batch = sorted(self._resync)[:BATCH]
+            try:
+                found = {counts.poll_id: counts for counts in await read_counts_many(batch)}
+            except (psycopg.Error, OSError) as exc:
+                log.warning("live updates: resync failed, retry in %.1f s: %r", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                continue
+            for poll_id in batch:
+                if poll_id not in self._resync:
+                    continue  # its last client left meanwhile
+                self._resync.discard(poll_id)
+                counts = found.get(poll_id)
+                self.deliver(poll_id, Update.from_counts(counts) if counts else Signal.POLL_DELETED)
+
+
+def decode_message(data: bytes | str) -> Update | Signal:
+    """A pub/sub message of a poll's channel, checked and decoded once for all clients."""
+    message = json.loads(data)
+    kind = message["type"]
+    if kind == "poll_deleted":
+        return Signal.POLL_DELETED
+    if kind != "vote_update":
+        raise ValueError(f"unknown message type {kind!r}")
+    version = message["version"]
+    if not isinstance(version, int):
+        raise TypeError("version is not an integer")
+    counts = [
+        {"vote_option_id": _int(pair["vote_option_id"]), "vote_count": _int(pair["vote_count"])}
+        for pair in message["counts"]
+    ]
+    return Update(version, json.dumps(counts))
+
+
+def poll_deleted_message() -> str:
+    """What a poll's channel carries when the poll was deleted."""
+    return json.dumps({"type": "poll_deleted"}, separators=(",", ":"))
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
+
+
+def _poll_id(channel: bytes) -> int | None:
+    _, _, tail = channel.rpartition(b":")
+    return int(tail) if tail.isdigit() else None
+
+
+def _batches(items: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]
+
+
+# --- one hub per event loop ---------------------------------------------------------------
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The running loop's hub (made on first use; its tasks run only while it has clients)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        from realtime.shutdown import install_signal_handlers
+
+        hub = _hubs[loop] = Hub(settings.VALKEY_URL, settings.VALKEY_TIMEOUT_SECONDS)
+        # Servers without a lifespan protocol (daphne) get their streams ended on SIGTERM too.
+        install_signal_handlers()
+    return hub
+
+
+def all_hubs() -> Iterable[tuple[asyncio.AbstractEventLoop, Hub]]:
+    """Every loop's hub (for shutdown and for deletions made on another loop)."""
+    return list(_hubs.items())
+
+
+async def announce_poll_deleted(poll_id: int) -> None:
+    """End the poll's streams: this process's at once, every process's through Valkey."""
+    for loop, hub in all_hubs():
+        # A deletion made by synchronous code runs on another loop than the streams.
+        with contextlib.suppress(RuntimeError):  # that loop is closed
+            loop.call_soon_threadsafe(hub.end_poll, poll_id)
+    await get_async_valkey().publish(updates_channel(poll_id), poll_deleted_message())
+
+
+async def close_hub() -> None:
+    """Close the running loop's hub and forget it (tests; servers use realtime.shutdown)."""
+    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub.aclose()

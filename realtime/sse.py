@@ -1,0 +1,46 @@
+"""Server-Sent Events framing of a poll watch (API.md, "The stream")."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
+
+from realtime.hub import Hub, Signal, Update
+from realtime.watch import watch
+from votes.counts import PollCounts
+
+CONTENT_TYPE = "text/event-stream"
+KEEPALIVE = b": keepalive\n\n"
+POLL_DELETED = b"event: poll_deleted\ndata: {}\n\n"
+
+
+@functools.lru_cache(maxsize=1024)
+def vote_update_event(update: Update) -> bytes:
+    """The `vote_update` event; rendered once per update, whatever the number of clients."""
+    return b"event: vote_update\nid: %d\ndata: %s\n\n" % (update.version, update.data.encode())
+
+
+def render(item: Update | Signal) -> bytes:
+    """One watch item as an event (or comment) of the stream."""
+    if isinstance(item, Update):
+        return vote_update_event(item)
+    if item is Signal.POLL_DELETED:
+        return POLL_DELETED
+    return KEEPALIVE
+
+
+async def event_stream(
+    hub: Hub,
+    poll_id: int,
+    initial: PollCounts,
+    keepalive: float,
+    on_end: Callable[[], None] = lambda: None,
+) -> AsyncGenerator[bytes, None]:
+    """The response body of a stream; `on_end` runs however it ends (also on disconnect)."""
+    try:
+        async with aclosing(watch(hub, poll_id, initial, keepalive)) as items:
+            async for item in items:
+                yield render(item)
+    finally:
+        on_end()

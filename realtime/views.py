@@ -1,0 +1,59 @@
+"""The live counts stream: `GET /api/vote/stream/{poll_id}` (Server-Sent Events)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from ninja import Path, Router
+from ninja.errors import HttpError
+
+from accounts.addresses import client_address
+from accounts.auth import optional_user
+from feedapp.errors import Detail
+from realtime.hub import get_hub
+from realtime.limits import LimitReached, get_slots, subject_for
+from realtime.sse import CONTENT_TYPE, event_stream
+from votes.events import MAX_ID
+from votes.services import get_visible_counts
+
+router = Router(tags=["votes"])
+
+_EVENTS_DOC = {
+    "description": (
+        "`vote_update` events (`id:` the counts version, `data:` the counts as in "
+        "GET /api/vote/{poll_id}), `: keepalive` comments, and `poll_deleted` before the end."
+    ),
+    "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+}
+
+
+@router.get(
+    "/stream/{poll_id}",
+    response={404: Detail, 429: Detail, 503: Detail},
+    summary="Live counts (Server-Sent Events)",
+    openapi_extra={"responses": {"200": _EVENTS_DOC}},
+)
+async def stream_counts(
+    request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
+) -> HttpResponseBase:
+    """The counts at once, then on every change; 404 when not viewable, 429 past a limit."""
+    user = await optional_user(request)
+    counts = await get_visible_counts(user, poll_id)
+    hub = get_hub()
+    if hub.closed:
+        raise HttpError(503, "The server is shutting down; reconnect")
+    subject = subject_for(user.id if user else None, client_address(request))
+    try:
+        slot = await get_slots().acquire(subject)
+    except LimitReached as exc:
+        raise HttpError(429, str(exc)) from None
+    # Joining the hub happens in the body, whose `finally` is sure to run once it started;
+    # a body that never starts drops the slot with it, which releases it (see limits.Slot).
+    body = event_stream(hub, poll_id, counts, settings.SSE_KEEPALIVE_SECONDS, slot.release)
+    response = StreamingHttpResponse(body, content_type=CONTENT_TYPE)
+    response["Cache-Control"] = "no-cache"
+    # Tells nginx-style proxies not to buffer; nothing on this route compresses.
+    response["X-Accel-Buffering"] = "no"
+    return response
