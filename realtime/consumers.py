@@ -66,6 +66,7 @@ async def scope_user(scope: dict[str, Any]) -> User | None:
 
 
 def scope_address(scope: dict[str, Any]) -> str:
+    """The client address of a WebSocket, as `accounts.addresses.client_address` reads it."""
     client = scope.get("client") or ("", 0)
     return address_from(str(client[0]), _header(scope, b"x-forwarded-for"))
 

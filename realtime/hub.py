@@ -58,6 +58,7 @@ class Update:
 
     @classmethod
     def from_counts(cls, counts: PollCounts) -> Update:
+        """The update that carries these counts."""
         return cls(counts.version, json.dumps(counts.as_list()))
 
 
@@ -88,6 +89,7 @@ class Client:
 
     @property
     def pending(self) -> Update | Signal | None:
+        """The item not read yet, if any."""
         return self._item
 
     def offer(self, item: Update | Signal) -> None:
@@ -180,6 +182,7 @@ class Hub:
 
     @property
     def closed(self) -> bool:
+        """Whether the hub was closed (the process is shutting down)."""
         return self._closed
 
     def join(self, poll_id: int) -> Client:
@@ -255,6 +258,7 @@ class Hub:
         return [client.pending for client in poll.clients] if poll else []
 
     def stats(self) -> HubStats:
+        """Counts of clients, polls, subscriptions and running tasks (tests, monitoring)."""
         link = self._link
         return HubStats(
             clients=self._clients,

@@ -86,6 +86,7 @@ def subject_for(user_id: int | None, address: str) -> str:
 
 
 def lease_key(subject: str) -> str:
+    """The Valkey key of a subject's leases (hashed: no user input in keys)."""
     digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"{KEY_PREFIX}:{digest}"
 

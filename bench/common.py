@@ -1,0 +1,238 @@
+"""Shared pieces of the live-stream benchmarks: the stack's settings, a server to measure,
+and cheap raw-socket SSE clients (many thousands per process).
+
+Run the benchmarks against a running stack (`python -m stack start`, migrations applied
+with `python manage.py dbmate up`); FEEDAPP_STACK_PORT_OFFSET is honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from stack.profiles import PROJECT_ROOT, get_profile
+
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def stack_env(profile_name: str) -> dict[str, str]:
+    """Settings that point the project at a stack profile's services."""
+    profile = get_profile(profile_name)
+    return {
+        "DATABASE_URL": profile.database_url,
+        "VALKEY_URL": profile.valkey_url,
+        "KAFKA_BOOTSTRAP_SERVERS": profile.kafka_bootstrap,
+        "DJANGO_SETTINGS_MODULE": "feedapp.settings",
+        "DJANGO_DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def setup_django(profile_name: str, extra: dict[str, str] | None = None) -> None:
+    """Configure Django in this process for the profile (to create users and polls)."""
+    os.environ.update(stack_env(profile_name))
+    os.environ.update(extra or {})
+    import django
+
+    django.setup()
+
+
+async def make_user(prefix: str) -> Any:
+    """A new active user with a unique name and no usable password (Django set up first)."""
+    import uuid
+
+    from accounts.users import User
+    from db.pool import connection
+    from db.sql import fetch_one, queries
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    params = {"username": name, "email": f"{name}@example.com", "password": "!bench"}
+    async with connection() as conn:
+        return await fetch_one(conn, queries("accounts")["create_user"], params, User)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def start_uvicorn(env: dict[str, str], workers: int, log: Path) -> Server:
+    """uvicorn as production runs it (uvloop, httptools), on 127.0.0.1."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "feedapp.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "4096",
+    ]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(proc, port, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"uvicorn exited; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
+                return server
+        except OSError:
+            time.sleep(0.3)
+    server.stop()
+    raise SystemExit(f"uvicorn did not answer; see {log}")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return f"{cpus} cores, {mem_kib / 1024 / 1024:.1f} GiB RAM, load {os.getloadavg()[0]:.2f}"
+
+
+# --- raw SSE clients ------------------------------------------------------------------------
+
+_ID = re.compile(rb"\nid: (\d+)\n")
+_DATA = re.compile(rb"\nid: (\d+)\ndata: (\[[^\n]*\])\n\n")
+
+
+@dataclass(eq=False)
+class SseClient(asyncio.Protocol):
+    """One stream on one socket: records when each event version arrived."""
+
+    request: bytes
+    record_data: bool = False
+    connected: asyncio.Future[int] | None = None
+    status: int = 0
+    seen: list[tuple[int, float, bytes]] = field(default_factory=list)  # version, time, data
+    buffer: bytes = b""
+    closed: bool = False
+    transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.buffer += data
+        if not self.status:
+            if b"\r\n\r\n" not in self.buffer:
+                return
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            self.status = int(head.split(b" ", 2)[1])
+        pattern = _DATA if self.record_data else _ID
+        end = self.buffer.rfind(b"\n\n")
+        if end < 0:
+            return
+        complete, self.buffer = self.buffer[: end + 2], self.buffer[end + 2 :]
+        for match in pattern.finditer(b"\n" + complete):
+            data = match.group(2) if self.record_data else b""
+            self.seen.append((int(match.group(1)), now, data))
+        if self.connected is not None and not self.connected.done() and self.seen:
+            self.connected.set_result(self.status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.connected is not None and not self.connected.done():
+            self.connected.set_result(self.status or -1)
+
+
+def stream_request(poll_id: int, cookie: str | None = None) -> bytes:
+    lines = [f"GET /api/vote/stream/{poll_id} HTTP/1.1", "Host: 127.0.0.1", "Accept: */*"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def open_streams(
+    port: int,
+    requests: list[bytes],
+    in_flight: int = 100,
+    record_data: bool = False,
+) -> list[SseClient]:
+    """Open one stream per request, at most `in_flight` handshakes at a time."""
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(in_flight)
+    clients: list[SseClient] = []
+
+    async def one(request: bytes) -> None:
+        async with gate:
+            client = SseClient(request, record_data, loop.create_future())
+            await loop.create_connection(lambda: client, "127.0.0.1", port)
+            clients.append(client)
+            assert client.connected is not None
+            status = await client.connected
+            if status != 200:
+                raise RuntimeError(f"stream answered {status}: {client.buffer[:200]!r}")
+
+    await asyncio.gather(*(one(request) for request in requests))
+    return clients

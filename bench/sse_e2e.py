@@ -1,0 +1,331 @@
+"""End-to-end latency: votes submitted at a steady rate while streams watch the polls.
+
+Starts uvicorn (two workers) and the vote consumer on 127.0.0.1 against a running stack,
+with a topic of the run's own. Client processes open the streams (default 1,000 on 10
+polls). Then votes go out at a steady rate (default 500/s, open loop: up to --in-flight
+requests at a time), each from a voter new to that poll, for its first option. Latency is
+measured on probe votes: on each poll one probe voter moves its vote between the second
+and third option every --probe-interval seconds, so the first event of a stream that
+shows the probe's new option is the one that carries that vote. The latency of a probe
+on a stream is the time from just before its POST to that event.
+
+    python -m bench.sse_e2e --rate 500 --streams 1000 --polls 10 --seconds 20
+
+Target (issue 6): p99 under 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from bench.common import (
+    RESULTS_DIR,
+    machine,
+    make_user,
+    open_streams,
+    raise_fd_limit,
+    setup_django,
+    stack_env,
+    start_uvicorn,
+    stream_request,
+)
+from stack.profiles import PROJECT_ROOT
+
+# Per stream, its events: (arrival time, version, votes for option 2, votes for option 3).
+StreamEvents = tuple[int, list[tuple[float, int, int, int]]]
+
+
+def client_process(pipe: Connection, in_flight: int) -> None:
+    """Open the streams it is given; on "stop", send back what each stream received."""
+    import uvloop
+
+    port, polls = pipe.recv()  # one poll id per stream
+
+    async def run() -> None:
+        clients = await open_streams(
+            port, [stream_request(poll_id) for poll_id in polls], in_flight, record_data=True
+        )
+        pipe.send("ready")
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        states: dict[tuple[int, int], tuple[int, int]] = {}
+        streams: list[StreamEvents] = []
+        for client in clients:
+            poll_id = int(client.request.split(b" ", 2)[1].rsplit(b"/", 1)[1])
+            events = []
+            for version, at, data in client.seen:
+                key = (poll_id, version)
+                if key not in states:
+                    counts = [pair["vote_count"] for pair in json.loads(data)]
+                    states[key] = (counts[1], counts[2])
+                events.append((at, version, *states[key]))
+            streams.append((poll_id, events))
+            if client.transport is not None:
+                client.transport.close()
+        pipe.send(streams)
+
+    uvloop.run(run())
+
+
+class Submitter:
+    """Votes over one keep-alive HTTP/1.1 connection, one at a time."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def vote(self, cookie: str, poll_id: int, option_id: int) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        body = json.dumps({"poll_id": poll_id, "vote_option_id": option_id}).encode()
+        self.writer.write(
+            b"POST /api/vote/submit HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nCookie: " + cookie.encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        await self.reader.readexactly(length)
+        return status
+
+
+async def prepare(polls: int, voters: int) -> tuple[list[Any], list[str], list[str], Any]:
+    from accounts.auth import COOKIE_NAME
+    from accounts.tokens import issue_token
+    from polls.services import do_create_poll
+
+    creator = await make_user("bench")
+    options = ["load", "probe b", "probe c"]
+    made = [
+        await do_create_poll(creator, f"Latency {n}?", options, "public_vote", None)
+        for n in range(polls + 1)
+    ]
+    users = [await make_user("voter") for _ in range(voters)]
+    probes = [await make_user("probe") for _ in range(polls)]
+
+    def cookie(user: Any) -> str:
+        return f"{COOKIE_NAME}={issue_token(user.id)}"
+
+    return made[:polls], [cookie(u) for u in users], [cookie(u) for u in probes], made[polls]
+
+
+@dataclass
+class Load:
+    sent: int = 0
+    refused: int = 0
+    post_latency: list[float] = field(default_factory=list)
+    # Per poll: (time just before the POST, option index 1 or 2) of each accepted probe.
+    probes: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+async def run_load(
+    port: int,
+    polls: list[Any],
+    cookies: list[str],
+    probe_cookies: list[str],
+    args: argparse.Namespace,
+) -> Load:
+    load = Load(probes={poll.id: [] for poll in polls})
+    total = int(args.rate * args.seconds)
+    queue: asyncio.Queue[int | None] = asyncio.Queue()
+    began = time.monotonic() + 0.5
+
+    async def schedule() -> None:
+        # Open loop: vote n is due at began + n / rate, whether or not earlier ones returned.
+        for n in range(total):
+            delay = began + n / args.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait(n)
+        for _ in range(args.in_flight):
+            queue.put_nowait(None)
+
+    async def sender() -> None:
+        submitter = Submitter(port)
+        while (n := await queue.get()) is not None:
+            poll = polls[n % len(polls)]
+            at = time.time()
+            status = await submitter.vote(cookies[n // len(polls)], poll.id, poll.option_ids[0])
+            load.post_latency.append(time.time() - at)
+            load.sent += 1
+            load.refused += status != 201
+
+    async def probe(index: int, poll: Any) -> None:
+        submitter = Submitter(port)
+        option = 1
+        await asyncio.sleep(0.5 + index * args.probe_interval / len(polls))
+        while time.monotonic() < began + args.seconds:
+            option = 3 - option  # 2, 1, 2, 1...: the probe moves between options b and c
+            at = time.time()
+            status = await submitter.vote(probe_cookies[index], poll.id, poll.option_ids[option])
+            if status == 201:
+                load.probes[poll.id].append((at, option))
+            await asyncio.sleep(args.probe_interval)
+
+    start = time.monotonic()
+    await asyncio.gather(
+        schedule(),
+        *(sender() for _ in range(args.in_flight)),
+        *(probe(i, poll) for i, poll in enumerate(polls)),
+    )
+    load.elapsed = time.monotonic() - start
+    return load
+
+
+def probe_latencies(load: Load, streams: list[StreamEvents]) -> tuple[list[float], int, int]:
+    """Per (probe, stream): the time to the first event that shows the probe's option."""
+    latencies: list[float] = []
+    missing = ambiguous = 0
+    for poll_id, events in streams:
+        times = [event[0] for event in events]
+        for sent_at, option in load.probes[poll_id]:
+            shown = (1, 0) if option == 1 else (0, 1)
+            before = bisect.bisect_left(times, sent_at)
+            # When this probe was sent the stream must have shown something else (the
+            # previous probe's option, or none yet), or a later event with this option
+            # could predate it.
+            if before > 0 and events[before - 1][2:] == shown:
+                ambiguous += 1
+                continue
+            match = next((event for event in events[before:] if event[2:] == shown), None)
+            if match is None:
+                missing += 1
+            else:
+                latencies.append(match[0] - sent_at)
+    return latencies, missing, ambiguous
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="votes per second, in all")
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--polls", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--in-flight", type=int, default=64, help="load votes at a time")
+    parser.add_argument("--probe-interval", type=float, default=0.5, help="seconds, per poll")
+    parser.add_argument("--profile", default="dev", help="stack profile to run against")
+    args = parser.parse_args()
+
+    raise_fd_limit()
+    # The clients are forked before Django, pools and threads exist in this process.
+    ctx = multiprocessing.get_context("fork")
+    pipes = [ctx.Pipe() for _ in range(args.client_processes)]
+    procs = [
+        ctx.Process(target=client_process, args=(child, 50), daemon=True) for _, child in pipes
+    ]
+    for proc in procs:
+        proc.start()
+
+    topic = f"bench-vote-event-{uuid.uuid4().hex[:8]}"
+    extra = {"KAFKA_VOTE_TOPIC": topic}
+    setup_django(args.profile, extra)
+    from django.conf import settings
+
+    from feedapp import broker
+
+    broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
+    voters = int(args.rate * args.seconds / args.polls) + 1
+    polls, cookies, probe_cookies, warm_poll = asyncio.run(prepare(args.polls, voters))
+
+    env = {
+        **stack_env(args.profile),
+        **extra,
+        "SSE_MAX_STREAMS_PER_USER": str(args.streams * 2),
+        "SSE_MAX_STREAMS_PER_PROCESS": str(args.streams * 2),
+        # Each voter votes once on every poll, within a few milliseconds.
+        "VOTE_RATE_BURST": str(max(20, args.polls * 2)),
+    }
+    server = start_uvicorn(env, args.workers, RESULTS_DIR / "sse_e2e.server.log")
+    with (RESULTS_DIR / "sse_e2e.consumer.log").open("ab") as consumer_log:
+        consumer = subprocess.Popen(
+            [sys.executable, "manage.py", "consume_votes", "--group", f"bench-{topic}"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=consumer_log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        async def warm_up() -> None:
+            # Each worker's Kafka producer connects on its first vote.
+            for n in range(20):
+                status = await Submitter(server.port).vote(
+                    cookies[n], warm_poll.id, warm_poll.option_ids[0]
+                )
+                assert status == 201, status
+
+        asyncio.run(warm_up())
+        assignment = [polls[n % len(polls)].id for n in range(args.streams)]
+        for index, (parent, _) in enumerate(pipes):
+            parent.send((server.port, assignment[index :: len(pipes)]))
+        for parent, _ in pipes:
+            if not parent.poll(300) or parent.recv() != "ready":
+                raise SystemExit("a client process did not open its streams")
+        time.sleep(2)
+        load = asyncio.run(run_load(server.port, polls, cookies, probe_cookies, args))
+        time.sleep(5)  # the last votes' events
+        for parent, _ in pipes:
+            parent.send("stop")
+        streams: list[StreamEvents] = []
+        for parent, _ in pipes:
+            if not parent.poll(120):
+                raise SystemExit("a client process did not report")
+            streams.extend(parent.recv())
+    finally:
+        consumer.terminate()
+        consumer.wait(timeout=30)
+        server.stop()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+
+    latencies, missing, ambiguous = probe_latencies(load, streams)
+    probes = sum(len(sent) for sent in load.probes.values())
+    ms = 1000
+    print(f"machine: {machine()}")
+    print(
+        f"load: {load.sent} votes in {load.elapsed:.1f} s ({load.sent / load.elapsed:.0f}/s, "
+        f"target {args.rate:.0f}/s, {load.refused} refused), {probes} probes; "
+        f"streams: {args.streams} on {args.polls} polls; uvicorn workers: {args.workers}"
+    )
+    print(
+        f"POST /api/vote/submit: p50 {statistics.median(load.post_latency) * ms:.1f} ms, "
+        f"p99 {percentile(load.post_latency, 0.99) * ms:.1f} ms"
+    )
+    if latencies:
+        print(
+            f"submit -> stream event: p50 {statistics.median(latencies) * ms:.1f} ms, "
+            f"p99 {percentile(latencies, 0.99) * ms:.1f} ms, max {max(latencies) * ms:.1f} ms "
+            f"(target p99 < 100 ms; {len(latencies)} probe deliveries, {missing} missing, "
+            f"{ambiguous} ambiguous and left out)"
+        )
+
+
+if __name__ == "__main__":
+    main()
