@@ -162,7 +162,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_LIMIT_BYTES
 
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
-DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:54320/feedapp")
+DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:15432/feedapp")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)

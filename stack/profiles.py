@@ -39,22 +39,25 @@ class Profile:
         return f"127.0.0.1:{self.kafka_port}"
 
 
+# Every port lies outside Linux's ephemeral range (32768-60999): a busy client's outgoing
+# connection can hold such a port as its local end and make the server's bind fail.
 def _profile(name: str, pg: int, valkey: int, kafka: int, database: str) -> Profile:
     o = PORT_OFFSET
     ports = (pg + o, valkey + o, kafka + o, kafka + 1 + o)
-    if not all(1024 <= port <= 65535 for port in ports):
+    if not all(1024 <= port < 32768 or 61000 <= port <= 65535 for port in ports):
         raise SystemExit(
-            f"FEEDAPP_STACK_PORT_OFFSET={o} puts the {name} stack's ports {ports} outside "
-            "1024-65535; choose an offset between -18000 and 1700"
+            f"FEEDAPP_STACK_PORT_OFFSET={o} puts the {name} stack's ports {ports} in the "
+            "ephemeral range 32768-60999 or outside 1024-65535; choose an offset between "
+            "-2700 and 1700"
         )
     return Profile(name, *ports, database)
 
 
 PROFILES = {
-    "dev": _profile("dev", 54320, 63790, 19092, "feedapp"),
-    "test": _profile("test", 54330, 63800, 19192, "feedapp_test"),
+    "dev": _profile("dev", 15432, 63790, 19092, "feedapp"),
+    "test": _profile("test", 15442, 63800, 19192, "feedapp_test"),
     # Benchmarks get a stack of their own: their data never mixes with dev or test data.
-    "bench": _profile("bench", 54340, 63810, 19292, "feedapp_bench"),
+    "bench": _profile("bench", 15452, 63810, 19292, "feedapp_bench"),
 }
 
 
