@@ -10,12 +10,15 @@ import signal
 import uuid
 from collections import Counter
 
+import pytest
 from django.conf import settings
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
-from db.pool import connection, sync_connection
+from db.pool import close_async_pool, close_sync_pool, connection, sync_connection
+from feedapp.sync_bridge import run_sync
+from stack import postgres as postgres_service
 from stack import valkey as valkey_service
 from stack.profiles import get_profile
 from tests.consumers import consumer_thread, start_consumer_process, stop_consumer_process
@@ -321,3 +324,46 @@ async def test_valkey_restart_while_consuming_catches_up(
 
         counts, _ = expected_state(events, polls)
         assert await eventually(cached, counts, within=60) == counts
+
+
+@pytest.mark.stack_control
+async def test_postgres_restart_mid_stream_loses_and_doubles_nothing(
+    kafka_topic, kafka_producer, tmp_path
+) -> None:
+    polls, events = await random_events(1500, seed=9)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "consumer.log"
+    profile = get_profile("test")
+    proc = start_consumer_process(kafka_topic, group, log, batch_size=20)
+    try:
+        produce(kafka_producer, kafka_topic, events[:750])
+        assert await eventually(lambda: _progressed(group, kafka_topic), True, within=60), (
+            log.read_text()[-2000:]
+        )
+        postgres_service.stop(profile)
+        try:
+            produce(kafka_producer, kafka_topic, events[750:])
+            await asyncio.sleep(3)  # the consumer meets the outage and keeps retrying
+        finally:
+            postgres_service.start(profile)
+            await _reset_pools()
+        total = await eventually(lambda: stored_offset_total(group, kafka_topic), 1500, within=120)
+        assert total == 1500, log.read_text()[-3000:]
+        assert proc.poll() is None, "the consumer died during the outage"
+    finally:
+        assert stop_consumer_process(proc) == 0, log.read_text()[-3000:]
+    assert "PostgreSQL unavailable" in log.read_text()
+    counts, votes = expected_state(events, polls)
+    state = await snapshot(polls)
+    assert state[0] == counts and state[1] == votes
+
+
+async def _progressed(group: str, topic: str) -> bool:
+    return await stored_offset_total(group, topic) > 0
+
+
+async def _reset_pools() -> None:
+    """This process's pooled connections died with the server: start from fresh ones."""
+    await close_async_pool()
+    await asyncio.to_thread(run_sync, close_async_pool())  # the sync bridge loop's pool
+    close_sync_pool()
