@@ -24,11 +24,11 @@ import psycopg
 from django.conf import settings
 from kafka import KafkaProducer
 
+from bench.common import machine
 from bench.setup import (
     PROFILE,
     git_revision,
     load_average,
-    machine,
     make_dataset,
     now,
     prepare_stack,

@@ -7,30 +7,16 @@ ports, data folder and database), so benchmarks never touch dev or test data.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 
+from bench.common import setup_django
 from stack.profiles import PROJECT_ROOT, get_profile
 
 PROFILE = get_profile("bench")
-os.environ.update(
-    {
-        "DATABASE_URL": PROFILE.database_url,
-        "VALKEY_URL": PROFILE.valkey_url,
-        "KAFKA_BOOTSTRAP_SERVERS": PROFILE.kafka_bootstrap,
-        "FEEDAPP_ENV_FILE": "/nonexistent",
-        "DJANGO_SETTINGS_MODULE": "feedapp.settings",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-    }
-)
-
-import django  # noqa: E402
-
-django.setup()
+setup_django(PROFILE.name, {"FEEDAPP_ENV_FILE": "/nonexistent"})
 
 import psycopg  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -96,15 +82,6 @@ def make_dataset(users: int, polls: int, options: int = 4) -> Dataset:
     for poll_id, option_id in sorted(rows):
         options_of[poll_id].append(option_id)
     return Dataset(user_ids, [(poll_id, options_of[poll_id]) for poll_id in poll_ids])
-
-
-def machine() -> str:
-    """One line naming the machine, for the results."""
-    cpus = os.cpu_count()
-    with open("/proc/meminfo") as meminfo:
-        mem_kib = int(meminfo.readline().split()[1])
-    python = sys.version.split()[0]
-    return f"{platform.machine()}, {cpus} cores, {mem_kib / 2**20:.0f} GiB, Python {python}"
 
 
 def load_average() -> str:

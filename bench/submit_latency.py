@@ -21,12 +21,12 @@ import subprocess
 import time
 import urllib.request
 
+from bench.common import machine
 from bench.http_load import run_load
 from bench.setup import (
     PROFILE,
     git_revision,
     load_average,
-    machine,
     make_dataset,
     now,
     prepare_stack,
