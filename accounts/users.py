@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from db.pool import autocommit_connection
+from db.pool import run_read
 from db.sql import fetch_one, queries
 
 Q = queries("accounts")
@@ -39,8 +39,9 @@ async def get_user(user_id: int) -> User | None:
     if cached is not None and now - cached[1] < settings.AUTH_USER_CACHE_SECONDS:
         _cache.move_to_end(user_id)
         return cached[0]
-    async with autocommit_connection() as conn:
-        user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user_id}, User)
+    user = await run_read(
+        lambda conn: fetch_one(conn, Q["get_user_by_id"], {"user_id": user_id}, User)
+    )
     _cache[user_id] = (user, now)
     _cache.move_to_end(user_id)
     while len(_cache) > _CACHE_MAX_ENTRIES:

@@ -2,25 +2,59 @@
 
 A psycopg async pool belongs to the loop that opened it, and ASGI servers give no
 start-up hook, so each pool is opened on first use.
+
+While PostgreSQL is down or restarting, the async helpers raise `feedapp.errors.Unavailable`
+(503 with Retry-After) instead of psycopg's errors, and log one warning per outage, not one
+per request. A connection the server closed while it sat in the pool (a restart closes
+them all) is noticed before it is handed out, without a round trip, and replaced.
+`run_read` also retries a read once on a fresh connection when its connection breaks
+during the read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import select
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from typing import TypeVar
 
 import psycopg
 from django.conf import settings
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from feedapp.errors import Unavailable
+from feedapp.outages import POSTGRESQL
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _async_pools: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool]
 ] = weakref.WeakKeyDictionary()
 _sync_pool: ConnectionPool | None = None
 _sync_lock = threading.Lock()
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; please try again shortly"
+OUTAGE_CONSEQUENCE = "requests that need it are answered 503 until it returns"
+# While an outage is known, a request waits this long for a connection, not the full
+# pool timeout: the pool keeps reconnecting in the background meanwhile.
+OUTAGE_WAIT_SECONDS = 1.0
+# Server states that end or refuse a session: shutdown, crash recovery, start-up.
+_SERVER_GONE = (errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke while in use (the server went away)."""
+
+
+def database_down() -> bool:
+    """True while the last attempt to use PostgreSQL failed."""
+    return POSTGRESQL.down
 
 
 def _pool_kwargs() -> dict[str, object]:
@@ -50,24 +84,88 @@ async def get_async_pool() -> AsyncConnectionPool:
     return await task
 
 
+def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
+    """True when an idle connection is unusable: closed, or the server has spoken on it
+    (an idle session receives nothing but a shutdown notice or the end of the stream)."""
+    if conn.closed or conn.broken:
+        return True
+    poller = select.poll()  # not select(): a busy web process has descriptors past 1024
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+async def _checkout(pool: AsyncConnectionPool) -> psycopg.AsyncConnection:
+    """A pooled connection that the server has not closed, or Unavailable."""
+    timeout = OUTAGE_WAIT_SECONDS if database_down() else None
+    try:
+        for _ in range(pool.max_size):
+            conn = await pool.getconn(timeout)
+            if not _closed_by_server(conn):
+                return conn
+            # Closed here, the pool replaces it in the background.
+            await conn.close()
+            await pool.putconn(conn)
+        return await pool.getconn(timeout)
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        POSTGRESQL.failed(exc, OUTAGE_CONSEQUENCE)
+        raise Unavailable(UNAVAILABLE_MESSAGE) from exc
+
+
+@asynccontextmanager
+async def _pooled(autocommit: bool) -> AsyncIterator[psycopg.AsyncConnection]:
+    pool = await get_async_pool()
+    conn = await _checkout(pool)
+    try:
+        if autocommit:
+            await conn.set_autocommit(True)
+        try:
+            yield conn
+        except BaseException:
+            if not conn.broken:
+                with suppress(psycopg.Error):
+                    await conn.rollback()
+            raise
+        if not autocommit:
+            await conn.commit()
+    except psycopg.OperationalError as exc:
+        if conn.broken or isinstance(exc, _SERVER_GONE):
+            POSTGRESQL.failed(exc, OUTAGE_CONSEQUENCE)
+            raise ConnectionLost(UNAVAILABLE_MESSAGE) from exc
+        raise
+    finally:
+        if autocommit and not conn.broken:
+            try:
+                await conn.set_autocommit(False)
+            except psycopg.Error:
+                await conn.close()
+        await pool.putconn(conn)
+    POSTGRESQL.ended()
+
+
 @asynccontextmanager
 async def connection() -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection in a transaction, committed on success, rolled back on error."""
-    pool = await get_async_pool()
-    async with pool.connection() as conn:
+    async with _pooled(autocommit=False) as conn:
         yield conn
 
 
 @asynccontextmanager
 async def autocommit_connection() -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection outside any transaction: one round trip per read statement."""
-    pool = await get_async_pool()
-    async with pool.connection() as conn:
-        await conn.set_autocommit(True)
-        try:
-            yield conn
-        finally:
-            await conn.set_autocommit(False)
+    async with _pooled(autocommit=True) as conn:
+        yield conn
+
+
+async def run_read(read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run `read` on an autocommit connection; if that connection breaks during it, once
+    more on a fresh one. Only for work without side effects: a read, or a check."""
+    try:
+        async with autocommit_connection() as conn:
+            return await read(conn)
+    except ConnectionLost:
+        log.info("a pooled connection broke during a read; retrying on a fresh one")
+    async with autocommit_connection() as conn:
+        return await read(conn)
 
 
 async def close_async_pool() -> None:

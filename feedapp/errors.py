@@ -7,8 +7,16 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import ValidationError
 
-from accounts.throttle import TooManyRequests
-from feedapp.middleware import body_too_large
+
+class Unavailable(Exception):
+    """A service the request needs is down (or cannot confirm in time): 503 with
+    Retry-After. Retrying is safe: what was refused either did not happen or is idempotent.
+    """
+
+    def __init__(self, message: str, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = max(1, retry_after)
 
 
 class Detail(Schema):
@@ -30,7 +38,11 @@ class ValidationDetail(Schema):
 
 
 def install_error_handlers(api: NinjaAPI) -> None:
-    """Answer validation errors, throttling and oversized bodies in the contract's shapes."""
+    """Answer validation errors, throttling, outages and oversized bodies in the contract's
+    shapes."""
+    # Imported here: the data layer raises Unavailable, and must not import the web stack.
+    from accounts.throttle import TooManyRequests
+    from feedapp.middleware import body_too_large
 
     def validation_error(request: HttpRequest, exc: object) -> HttpResponse:
         assert isinstance(exc, ValidationError)
@@ -48,6 +60,15 @@ def install_error_handlers(api: NinjaAPI) -> None:
         response["Retry-After"] = str(exc.retry_after)
         return response
 
+    def unavailable(request: HttpRequest, exc: object) -> HttpResponse:
+        assert isinstance(exc, Unavailable)
+        response = api.create_response(request, {"detail": exc.message}, status=503)
+        response["Retry-After"] = str(exc.retry_after)
+        # Not logged by Django as a server error per request: the outage behind it is
+        # logged once where it is noticed (feedapp.outages).
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
+
     def body_too_big(request: HttpRequest, exc: object) -> HttpResponse:
         # A body sent without Content-Length passes the middleware and is caught when read.
         return body_too_large()
@@ -55,3 +76,4 @@ def install_error_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(ValidationError, validation_error)
     api.add_exception_handler(TooManyRequests, too_many_requests)
     api.add_exception_handler(RequestDataTooBig, body_too_big)
+    api.add_exception_handler(Unavailable, unavailable)

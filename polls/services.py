@@ -17,7 +17,7 @@ from datetime import datetime
 import psycopg
 
 from accounts.users import User
-from db.pool import autocommit_connection, connection
+from db.pool import connection, run_read
 from db.sql import execute, fetch_all, fetch_one, fetch_value, queries
 from feedapp.sync_bridge import run_sync
 from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
@@ -272,23 +272,16 @@ async def do_revoke_grants(grant_ids: Sequence[int], revoked_by: User | None = N
 
 async def get_poll(poll_id: int, viewer: User | None) -> PollRow | None:
     """The poll with the viewer's vote; None when it does not exist or is not viewable."""
-    async with autocommit_connection() as conn:
-        return await fetch_one(
-            conn, Q["get_poll"], {"poll_id": poll_id, "user_id": _user_id(viewer)}, PollRow
-        )
+    params = {"poll_id": poll_id, "user_id": _user_id(viewer)}
+    return await run_read(lambda conn: fetch_one(conn, Q["get_poll"], params, PollRow))
 
 
 async def get_feed_page(
     viewer: User | None, limit: int, before: int | None = None
 ) -> list[PollSummaryRow]:
     """Up to `limit` polls the viewer may view, newest first, older than poll id `before`."""
-    async with autocommit_connection() as conn:
-        return await fetch_all(
-            conn,
-            Q["feed_page"],
-            {"user_id": _user_id(viewer), "limit": limit, "before": before},
-            PollSummaryRow,
-        )
+    params = {"user_id": _user_id(viewer), "limit": limit, "before": before}
+    return await run_read(lambda conn: fetch_all(conn, Q["feed_page"], params, PollSummaryRow))
 
 
 async def list_user_grants(poll_id: int, actor: User | None) -> list[UserGrantRow]:

@@ -21,7 +21,7 @@ from django.conf import settings
 from valkey.exceptions import ValkeyError
 
 from db.cache import get_async_valkey
-from db.pool import autocommit_connection
+from db.pool import run_read
 from db.sql import fetch_all, fetch_one, queries
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,8 @@ async def read_counts(poll_id: int) -> PollCounts | None:
     except (ValkeyError, OSError) as exc:
         log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
         client = None
-    async with autocommit_connection() as conn:
-        counts = await fetch_one(conn, Q["poll_counts"], {"poll_ids": [poll_id]}, PollCounts)
+    params = {"poll_ids": [poll_id]}
+    counts = await run_read(lambda conn: fetch_one(conn, Q["poll_counts"], params, PollCounts))
     if counts is not None and client is not None:
         try:
             script = client.register_script(_STORE_IF_NEWER)
@@ -138,8 +138,8 @@ async def read_counts(poll_id: int) -> PollCounts | None:
 
 async def read_counts_many(poll_ids: list[int]) -> list[PollCounts]:
     """Absolute counts of several polls straight from PostgreSQL."""
-    async with autocommit_connection() as conn:
-        return await fetch_all(conn, Q["poll_counts"], {"poll_ids": poll_ids}, PollCounts)
+    params = {"poll_ids": poll_ids}
+    return await run_read(lambda conn: fetch_all(conn, Q["poll_counts"], params, PollCounts))
 
 
 async def forget_counts(poll_id: int) -> None:
