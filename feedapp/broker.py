@@ -34,8 +34,14 @@ def admin_client(timeout: float = 5.0, servers: list[str] | None = None) -> Kafk
     servers = servers or settings.KAFKA_BOOTSTRAP_SERVERS
     if not _reachable(servers, timeout):
         raise KafkaError(f"no Kafka bootstrap server reachable: {servers}")
+    timeout_ms = int(timeout * 1000)
     return KafkaAdminClient(
-        bootstrap_servers=servers, request_timeout_ms=int(timeout * 1000), client_id="feedapp-admin"
+        bootstrap_servers=servers,
+        client_id="feedapp-admin",
+        request_timeout_ms=timeout_ms,
+        # The constructor waits for a first metadata answer, 30 s by default: a frozen
+        # broker accepts the connection and never answers.
+        bootstrap_timeout_ms=timeout_ms,
     )
 
 

@@ -10,14 +10,17 @@ from ninja.errors import HttpError
 
 from accounts import throttle
 from accounts.users import User
-from db.pool import autocommit_connection
+from db.pool import run_read
 from db.sql import fetch_one, fetch_value, queries
+from feedapp.errors import Unavailable
 from votes.counts import PollCounts, read_counts
 from votes.events import VoteEvent
 from votes.producer import VoteNotEnqueued, produce_vote
 
 log = logging.getLogger(__name__)
 Q = queries("votes")
+
+VOTE_NOT_CONFIRMED = "The vote was not confirmed. It may still be counted; sending it again is safe"
 
 
 @dataclass(frozen=True)
@@ -32,15 +35,15 @@ async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteE
 
     429: over the user's vote rate, 403: no right to vote (also for a poll that does not
     exist), 404: the option is not in that poll, 409: the poll has expired, 503: the
-    broker did not acknowledge.
+    broker did not acknowledge in time or is known to be unreachable (the vote may still
+    be counted; sending it again is safe), or PostgreSQL is unavailable.
     """
     rate = throttle.Rate(settings.VOTE_RATE_PER_SECOND, 1.0, settings.VOTE_RATE_BURST)
     throttle.raise_if_denied(
         await throttle.consume("votes:user", str(user.id), rate), "Too many votes; slow down"
     )
     params = {"user_id": user.id, "poll_id": poll_id, "vote_option_id": vote_option_id}
-    async with autocommit_connection() as conn:
-        check = await fetch_one(conn, Q["check_vote"], params, VoteCheck)
+    check = await run_read(lambda conn: fetch_one(conn, Q["check_vote"], params, VoteCheck))
     assert check is not None
     if not check.may_vote:
         raise HttpError(403, "You may not vote on this poll")
@@ -52,17 +55,16 @@ async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteE
     try:
         await produce_vote(event)
     except VoteNotEnqueued as exc:
-        log.error("vote of user %d on poll %d not enqueued: %s", user.id, poll_id, exc)
-        raise HttpError(503, "The vote could not be recorded; please try again") from exc
+        # The producer logs outages once; one line per vote would flood the log.
+        log.info("vote of user %d on poll %d not confirmed: %s", user.id, poll_id, exc)
+        raise Unavailable(VOTE_NOT_CONFIRMED) from exc
     return event
 
 
 async def get_visible_counts(user: User | None, poll_id: int) -> PollCounts:
     """The poll's counts if the caller may view it; 404 otherwise."""
-    async with autocommit_connection() as conn:
-        may_view = await fetch_value(
-            conn, Q["may_view_poll"], {"user_id": user.id if user else None, "poll_id": poll_id}
-        )
+    params = {"user_id": user.id if user else None, "poll_id": poll_id}
+    may_view = await run_read(lambda conn: fetch_value(conn, Q["may_view_poll"], params))
     counts = await read_counts(poll_id) if may_view else None
     if counts is None:
         raise HttpError(404, "Poll not found")
