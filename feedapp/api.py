@@ -12,7 +12,13 @@ from votes.views import router as votes_router
 api = NinjaAPI(
     title="FeedApp API",
     version="1.0.0",
-    description="Live polls: accounts, polls, votes and their live counts.",
+    description=(
+        "Live polls: accounts, polls, votes and their live counts.\n\n"
+        "Any route may answer 503 with `Retry-After` while a service it needs (the "
+        "database, the message broker) is unavailable; sending the request again after "
+        "that delay is safe. A 503 to a vote means it was not confirmed: it may still be "
+        "applied."
+    ),
     docs_url="/docs",
     openapi_url="/openapi.json",
     urls_namespace="api",

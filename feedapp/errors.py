@@ -19,6 +19,13 @@ class Unavailable(Exception):
         self.retry_after = max(1, retry_after)
 
 
+# The OpenAPI description of the header sent with 429 and 503.
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before sending the request again",
+    "schema": {"type": "integer"},
+}
+
+
 class Detail(Schema):
     """Every error other than a validation error."""
 

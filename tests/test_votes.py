@@ -202,3 +202,12 @@ async def test_deleting_a_poll_drops_its_cached_counts(valkey_client) -> None:
     assert valkey_client.exists(f"counts:poll:{poll.id}") == 0
     assert (await client_for(creator).get(f"/api/vote/{poll.id}")).status_code == 404
     assert await submit(client_for(creator), poll.id, poll.option_ids[1]) == 403
+
+
+async def test_openapi_says_what_a_503_to_a_vote_means(api) -> None:
+    schema = (await api.get("/api/openapi.json")).json()
+    answer = schema["paths"]["/api/vote/submit"]["post"]["responses"]["503"]
+    assert "may still be applied" in answer["description"]
+    assert "sending it again is safe" in answer["description"]
+    assert answer["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    assert "503" in schema["info"]["description"]

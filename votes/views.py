@@ -9,7 +9,7 @@ from ninja import Path, Router, Schema, Status
 from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
-from feedapp.errors import Detail
+from feedapp.errors import RETRY_AFTER_HEADER, Detail
 from votes.events import MAX_ID
 from votes.services import do_submit_vote, get_visible_counts
 
@@ -46,9 +46,23 @@ class OptionCount(Schema):
         503: Detail,
     },
     summary="Submit or change a vote",
+    openapi_extra={
+        "responses": {
+            "503": {
+                "description": (
+                    "Not confirmed: the broker did not acknowledge the vote in time or is "
+                    "unreachable, or the database is down. The vote may still be applied; "
+                    "sending it again is safe (one vote per user and poll)."
+                ),
+                "headers": {"Retry-After": RETRY_AFTER_HEADER},
+            }
+        }
+    },
 )
 async def submit_vote(request: HttpRequest, body: SubmitVote) -> Status[Accepted]:
-    """Accepted once the vote is durably in Kafka; counts change when it is applied."""
+    """201 once all in-sync replicas of the broker have the vote; the counts change when the
+    consumer applies it. 503 means "not confirmed": the vote may still be applied, and
+    sending it again is safe, since a user has one vote per poll."""
     user = await require_user(request)
     await do_submit_vote(user, body.poll_id, body.vote_option_id)
     return Status(201, Accepted(status="accepted"))
