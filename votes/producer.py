@@ -4,8 +4,10 @@ A vote is answered 201 only once all in-sync replicas have it. While that cannot
 the process says so quickly and recovers by itself:
 
 - **Circuit breaker.** When a send fails or is overdue, the supervisor thread asks the
-  cluster for metadata. If the broker does not answer, the breaker opens: every vote is
-  refused at once (503) instead of waiting out its deadline, until a probe succeeds.
+  cluster for metadata. If the broker refuses connections, or does not answer while a
+  send has failed, the breaker opens: every vote is refused at once (503) instead of
+  waiting out its deadline, until a probe succeeds. (A broker that answers slowly under
+  load is not "unreachable": its votes are still delivered within the deadline.)
 - **Supervision.** When the broker answers again after an outage, or answers while sends
   keep failing, the producer is closed and a new one built. This is needed, not just
   prudent: kafka-python 3.0's idempotent producer never sends again after a batch it had
@@ -40,9 +42,10 @@ from django.conf import settings
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from feedapp import broker
 from feedapp.outages import KAFKA
-from votes.events import VoteEvent
+from votes import broker
+from votes.broker import Probe
+from votes.messages import VoteEvent
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ log = logging.getLogger(__name__)
 OVERDUE_SECONDS = 1.0
 # How often the supervisor looks while something is wrong, and how long a probe may take.
 SUPERVISE_INTERVAL_SECONDS = 0.5
-PROBE_TIMEOUT_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 2.0
 # Rebuilding is cheap, but not in a loop when the broker answers metadata and refuses
 # records (e.g. too few in-sync replicas).
 MIN_REBUILD_INTERVAL_SECONDS = 2.0
@@ -94,10 +97,14 @@ class DeliveryHealth:
         elif self.failing_since is None:
             self.failing_since = now
 
-    def after_probe(self, reachable: bool, now: float) -> Action:
-        """The breaker's transitions: open when unreachable; rebuild once it answers."""
-        if not reachable:
-            if self.unreachable_since is None:
+    def after_probe(self, probe: Probe, now: float) -> Action:
+        """The breaker's transitions. It opens when the broker refuses connections, or
+        does not answer while a send has failed: a broker that is only slow still delivers
+        within the deadline. Once it answers, a failing producer is replaced."""
+        if probe is not Probe.ANSWERS:
+            if self.unreachable_since is None and (
+                probe is Probe.REFUSED or self.failing_since is not None
+            ):
                 self.unreachable_since = now
             return Action.NOTHING
         if not self.refusing and self.failing_since is None:
@@ -139,8 +146,8 @@ def make_kafka_producer() -> KafkaProducer:
     return producer
 
 
-def _probe() -> bool:
-    return broker.cluster_answers(PROBE_TIMEOUT_SECONDS)
+def _probe() -> Probe:
+    return broker.probe(PROBE_TIMEOUT_SECONDS)
 
 
 class VoteProducer:
@@ -149,7 +156,7 @@ class VoteProducer:
     def __init__(
         self,
         make: Callable[[], KafkaProducer] = make_kafka_producer,
-        probe: Callable[[], bool] = _probe,
+        probe: Callable[[], Probe] = _probe,
     ) -> None:
         self._make = make
         self._probe = probe
@@ -252,9 +259,9 @@ class VoteProducer:
                 if not self.health.needs_probe(time.monotonic()):
                     continue
                 was_refusing = self.health.refusing
-            reachable = self._probe()
+            probe = self._probe()
             with self._lock:
-                action = self.health.after_probe(reachable, time.monotonic())
+                action = self.health.after_probe(probe, time.monotonic())
                 opened = self.health.refusing and not was_refusing
             if opened:
                 KAFKA.failed("no metadata answer", REFUSING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import socket
 
@@ -45,19 +46,33 @@ def admin_client(timeout: float = 5.0, servers: list[str] | None = None) -> Kafk
     )
 
 
-def cluster_answers(timeout: float, servers: list[str] | None = None) -> bool:
-    """True when the cluster answers a metadata request within about `timeout` seconds."""
+class Probe(enum.Enum):
+    ANSWERS = "answers"
+    REFUSED = "refused"  # no bootstrap server accepts a connection: certainly down
+    SILENT = "silent"  # connected, but no metadata answer in time: frozen, or only slow
+
+
+def probe(timeout: float, servers: list[str] | None = None) -> Probe:
+    """Whether the cluster answers a metadata request within about `timeout` seconds."""
+    servers = servers or settings.KAFKA_BOOTSTRAP_SERVERS
+    if not _reachable(servers, timeout):
+        return Probe.REFUSED
     try:
         admin = admin_client(timeout, servers)
     except (KafkaError, OSError, ValueError):
-        return False
+        return Probe.SILENT
     try:
         admin.describe_cluster()
-        return True
+        return Probe.ANSWERS
     except (KafkaError, OSError, ValueError):
-        return False
+        return Probe.SILENT
     finally:
         admin.close()
+
+
+def cluster_answers(timeout: float, servers: list[str] | None = None) -> bool:
+    """True when the cluster answers a metadata request within about `timeout` seconds."""
+    return probe(timeout, servers) is Probe.ANSWERS
 
 
 def ensure_topic(name: str, partitions: int, replication_factor: int) -> bool:
