@@ -102,7 +102,11 @@ async def _checkout(pool: AsyncConnectionPool) -> psycopg.AsyncConnection:
             conn = await pool.getconn(timeout)
             if not _closed_by_server(conn):
                 return conn
-            # Closed here, the pool replaces it in the background.
+            # A restart closes every pooled connection: an outage begins (it ends with the
+            # first query that works). Closed here, the pool replaces it in the background.
+            POSTGRESQL.failed(
+                "the server closed pooled connections", OUTAGE_CONSEQUENCE, count=False
+            )
             await conn.close()
             await pool.putconn(conn)
         return await pool.getconn(timeout)

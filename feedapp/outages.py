@@ -25,9 +25,10 @@ class Outage:
     def down(self) -> bool:
         return self.since is not None
 
-    def failed(self, cause: object, consequence: str) -> None:
-        """A use of the service failed; the first failure of an outage is logged."""
-        self.failures += 1
+    def failed(self, cause: object, consequence: str, count: bool = True) -> None:
+        """A use of the service failed (`count`: a request failed with it); the first
+        failure of an outage is logged."""
+        self.failures += count
         if self.since is None:
             self.since = time.monotonic()
             self.log.warning("%s unavailable (%s): %s", self.service, consequence, cause)
