@@ -17,6 +17,7 @@ import valkey
 
 from db.valkey import get_async_valkey
 from feedapp.errors import TooManyRequests
+from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,11 @@ async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
             keys=[bucket_key(scope, subject)], args=[rate.interval_ms, rate.capacity, cost]
         )
     except valkey.exceptions.ValkeyError as exc:
-        # Fail open: an outage of the cache must not lock every user out; it is logged.
-        log.warning("throttle %s unavailable, allowing: %r", scope, exc)
+        # Fail open: an outage of the cache must not lock every user out; it is logged
+        # once, not per request.
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
         return Verdict(allowed=True)
+    VALKEY.ended()
     if allowed:
         return Verdict(allowed=True)
     return Verdict(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)))
@@ -105,7 +108,8 @@ async def clear(scope: str, subject: str) -> None:
     try:
         await get_async_valkey().delete(bucket_key(scope, subject))
     except valkey.exceptions.ValkeyError as exc:
-        log.warning("throttle %s unavailable, not cleared: %r", scope, exc)
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
+        log.info("throttle %s not cleared: %r", scope, exc)
 
 
 def raise_if_denied(verdict: Verdict, message: str | None = None) -> None:

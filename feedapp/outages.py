@@ -47,9 +47,14 @@ class Outage:
 
 POSTGRESQL = Outage("PostgreSQL", logging.getLogger("db.pool"))
 KAFKA = Outage("Kafka", logging.getLogger("votes.producer"))
+VALKEY = Outage("Valkey", logging.getLogger("db.valkey"))
+VALKEY_CONSEQUENCE = (
+    "rate limits let requests through, counts are read from PostgreSQL, stream limits "
+    "hold per process"
+)
 
 # Client libraries' loggers whose retry chatter an outage already covers.
-_LIBRARIES = {"psycopg.pool": POSTGRESQL, "kafka": KAFKA}
+_LIBRARIES = {"psycopg.pool": POSTGRESQL, "kafka": KAFKA, "valkey": VALKEY}
 
 
 class QuietLibrariesDuringOutages(logging.Filter):

@@ -23,6 +23,7 @@ from valkey.exceptions import ValkeyError
 from db.pool import run_read
 from db.sql import fetch_all, fetch_one, queries
 from db.valkey import get_async_valkey
+from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 
 log = logging.getLogger(__name__)
 Q = queries("votes")
@@ -114,6 +115,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
         version, data = await client.hmget(  # type: ignore[misc, union-attr]
             counts_key(poll_id), ["version", "counts"]
         )
+        VALKEY.ended()
         if version is not None and data is not None:
             pairs = json.loads(data)
             return PollCounts(
@@ -123,7 +125,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
                 [pair["vote_count"] for pair in pairs],
             )
     except (ValkeyError, OSError) as exc:
-        log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
         client = None
     params = {"poll_ids": [poll_id]}
     counts = await run_read(lambda conn: fetch_one(conn, Q["poll_counts"], params, PollCounts))
@@ -132,7 +134,8 @@ async def read_counts(poll_id: int) -> PollCounts | None:
             script = client.register_script(_STORE_IF_NEWER)
             await script(keys=[counts_key(poll_id)], args=counts.script_args(publish=False))
         except (ValkeyError, OSError) as exc:
-            log.warning("could not refill the counts cache of poll %d: %r", poll_id, exc)
+            VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
+            log.info("could not refill the counts cache of poll %d: %r", poll_id, exc)
     return counts
 
 
