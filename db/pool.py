@@ -40,16 +40,25 @@ _sync_pool: ConnectionPool | None = None
 _sync_lock = threading.Lock()
 
 UNAVAILABLE_MESSAGE = "The database is unavailable; please try again shortly"
+BUSY_MESSAGE = "The database was busy with a conflicting change; please try again"
+TRANSACTION_ATTEMPTS = 3
 OUTAGE_CONSEQUENCE = "requests that need it are answered 503 until it returns"
 # While an outage is known, a request waits this long for a connection, not the full
 # pool timeout: the pool keeps reconnecting in the background meanwhile.
 OUTAGE_WAIT_SECONDS = 1.0
+# PostgreSQL rolled the transaction back to break a deadlock or a serialization conflict.
+ROLLED_BACK = (errors.DeadlockDetected, errors.SerializationFailure)
 # Server states that end or refuse a session: shutdown, crash recovery, start-up.
 _SERVER_GONE = (errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
 
 
 class ConnectionLost(Unavailable):
     """The connection broke while in use (the server went away)."""
+
+
+class TransactionConflict(Unavailable):
+    """PostgreSQL rolled the transaction back to break a deadlock or a serialization
+    conflict; running it again is the documented remedy (`run_transaction` does)."""
 
 
 def database_down() -> bool:
@@ -131,6 +140,8 @@ async def _pooled(autocommit: bool) -> AsyncIterator[psycopg.AsyncConnection]:
             raise
         if not autocommit:
             await conn.commit()
+    except ROLLED_BACK as exc:
+        raise TransactionConflict(BUSY_MESSAGE) from exc
     except psycopg.OperationalError as exc:
         if conn.broken or isinstance(exc, _SERVER_GONE):
             POSTGRESQL.failed(exc, OUTAGE_CONSEQUENCE)
@@ -170,6 +181,21 @@ async def run_read(read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T
         log.info("a pooled connection broke during a read; retrying on a fresh one")
     async with autocommit_connection() as conn:
         return await read(conn)
+
+
+async def run_transaction(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work` in one transaction; when PostgreSQL rolls it back to break a deadlock
+    or a serialization conflict, run it again (up to TRANSACTION_ATTEMPTS in all). `work`
+    must do nothing outside the transaction that it could not repeat."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            async with connection() as conn:
+                return await work(conn)
+        except TransactionConflict as exc:
+            if attempt == TRANSACTION_ATTEMPTS:
+                raise
+            log.info("transaction rolled back (%r); running it again", exc.__cause__)
+    raise AssertionError("unreachable")
 
 
 async def close_async_pool() -> None:

@@ -24,6 +24,17 @@ ON CONFLICT (consumer_group, topic, partition)
     DO UPDATE SET last_offset = o.last_offset
 RETURNING partition, last_offset
 
+-- name: lock_polls
+-- Takes the batch's polls before any vote or count row, in id order, FOR KEY SHARE (what
+-- the votes' foreign keys take anyway). Deleting a poll locks its row before the cascade
+-- reaches vote and vote_count, so both take the poll first: no deadlock between them.
+-- A deleted poll is simply not returned.
+SELECT id
+FROM poll
+WHERE id = ANY(%(poll_ids)s::bigint[])
+ORDER BY id
+FOR KEY SHARE
+
 -- name: store_offsets
 UPDATE consumer_offset AS o
 SET last_offset = v.last_offset, updated_at = now()
