@@ -4,7 +4,8 @@ Valkey holds, per poll, the absolute counts and the counts version. A script wri
 them only when the version is newer than the cached one, so late or repeated writers
 can never roll the cache back; the consumer's writes also publish the update on the
 poll's channel in the same step. Valkey is only a cache: a miss (flush, restart,
-eviction) is rebuilt from PostgreSQL on the next read.
+eviction) is rebuilt from PostgreSQL on the next read. A deleted poll's key is a
+tombstone that the script refuses to overwrite.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 Q = queries("votes")
 
 # KEYS[1] = counts key; ARGV = version, counts JSON, TTL seconds, channel ('' = none), message
+# A deleted poll's key holds only `deleted` (see forget_counts): nothing is written or sent.
 _STORE_IF_NEWER = """
+if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then
+    return 0
+end
 local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
     return 0
@@ -118,8 +123,19 @@ async def read_counts_many(poll_ids: list[int]) -> list[PollCounts]:
 
 
 async def forget_counts(poll_id: int) -> None:
-    """Drop a poll's cached counts (after the poll was deleted)."""
-    await get_async_valkey().delete(counts_key(poll_id))
+    """Replace a deleted poll's cached counts with a tombstone that refuses later writes.
+
+    The consumer writes counts after its transaction committed; a batch that committed
+    just before the deletion (or while Valkey was down) would otherwise write the counts
+    of a poll that no longer exists, and publish a vote_update after poll_deleted. The
+    tombstone lives as long as cached counts would.
+    """
+    key = counts_key(poll_id)
+    async with get_async_valkey().pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        pipe.hset(key, "deleted", "1")
+        pipe.expire(key, settings.COUNTS_CACHE_TTL_SECONDS)
+        await pipe.execute()
 
 
 async def forget_deleted_poll_counts(sender: object, poll_id: int, **kwargs: Any) -> None:
