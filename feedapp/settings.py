@@ -189,6 +189,16 @@ KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1
 # A vote is answered 503 when the broker has not acknowledged it within this time.
 KAFKA_PRODUCE_TIMEOUT_SECONDS = env.float("KAFKA_PRODUCE_TIMEOUT_SECONDS", default=5.0)
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="feedapp-vote-consumer")
+# Group membership of the consumers (docs/RELIABILITY.md): a consumer that stops sending
+# heartbeats loses its partitions after the session timeout (at least the broker's
+# group.min.session.timeout.ms, 6 s by default; 6 s lost members on a 2-core machine
+# under heavy load, whose heartbeat thread was starved).
+KAFKA_CONSUMER_SESSION_TIMEOUT_MS = env.int("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", default=10000)
+KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS = env.int("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", default=1000)
+KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS = env.int("KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS", default=30000)
+KAFKA_CONSUMER_ASSIGNMENT = env.str("KAFKA_CONSUMER_ASSIGNMENT", default="cooperative-sticky")
+if KAFKA_CONSUMER_ASSIGNMENT not in ("cooperative-sticky", "range"):
+    raise environ.ImproperlyConfigured("KAFKA_CONSUMER_ASSIGNMENT: cooperative-sticky or range")
 
 # --- Live streams (SSE and WebSocket) ----------------------------------------------------
 # Open streams one web process serves; past it new ones get 429.

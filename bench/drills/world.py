@@ -50,7 +50,7 @@ class Consumer:
         return self.proc.poll() is None
 
     def assignments(self) -> list[tuple[float, list[int]]]:
-        """(wall time, partitions) of each "partitions assigned" line in its log."""
+        """(wall time, partitions held) after each rebalance, from its log."""
         found = []
         for line in self.log.read_text(errors="replace").splitlines():
             match = _ASSIGNED.search(line)
@@ -62,7 +62,7 @@ class Consumer:
         return found
 
 
-_ASSIGNED = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: partitions assigned: \[([^\]]*)\]")
+_ASSIGNED = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: partitions .*; now holding \[([^\]]*)\]")
 
 
 def free_port() -> int:

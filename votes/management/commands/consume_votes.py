@@ -19,10 +19,24 @@ class Command(BaseCommand):
     help = "Consume vote events (one consumer group; run as many as there are partitions)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--group", default=settings.KAFKA_CONSUMER_GROUP)
-        parser.add_argument("--topic", default=settings.KAFKA_VOTE_TOPIC)
-        parser.add_argument("--batch-size", type=int, default=2000)
-        parser.add_argument("--poll-timeout-ms", type=int, default=500)
+        parser.add_argument(
+            "--group", default=settings.KAFKA_CONSUMER_GROUP, help="the consumer group"
+        )
+        parser.add_argument(
+            "--topic", default=settings.KAFKA_VOTE_TOPIC, help="the topic of vote events"
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=2000,
+            help="most records applied in one transaction",
+        )
+        parser.add_argument(
+            "--poll-timeout-ms",
+            type=int,
+            default=500,
+            help="how long one poll of the broker waits for records",
+        )
         parser.add_argument(
             "--stats-interval",
             type=float,
@@ -51,6 +65,10 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 poll_timeout_ms=options["poll_timeout_ms"],
                 stats_interval_seconds=options["stats_interval"],
+                session_timeout_ms=settings.KAFKA_CONSUMER_SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=settings.KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS,
+                max_poll_interval_ms=settings.KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS,
+                assignment=settings.KAFKA_CONSUMER_ASSIGNMENT,
             ),
             stop,
         )
