@@ -30,13 +30,14 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import KafkaError
+from kafka.errors import FencedInstanceIdError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from psycopg_pool import PoolTimeout
 
 from db.backoff import Backoff
 from db.pool import ROLLED_BACK, get_sync_pool
 from feedapp.outages import KAFKA, POSTGRESQL, VALKEY
+from votes import broker
 from votes.apply import (
     BatchOutcome,
     Record,
@@ -99,6 +100,9 @@ class RunnerConfig:
     heartbeat_interval_ms: int = 1000
     max_poll_interval_ms: int = 30000
     assignment: str = "cooperative-sticky"
+    # Static membership (KIP-345): a restarted consumer with the same id takes its
+    # partitions back at once, without a rebalance. Unique per running consumer.
+    instance_id: str | None = None
 
 
 @dataclass
@@ -175,6 +179,7 @@ def make_consumer(config: RunnerConfig) -> KafkaConsumer:
         heartbeat_interval_ms=config.heartbeat_interval_ms,
         max_poll_interval_ms=config.max_poll_interval_ms,
         partition_assignment_strategy=ASSIGNORS[config.assignment],
+        group_instance_id=config.instance_id or None,
         # Not up to 30 s between reconnection attempts after a broker outage.
         reconnect_backoff_max_ms=1000,
     )
@@ -238,6 +243,13 @@ def run(
                 )
                 kafka_backoff.reset()
                 KAFKA.ended()
+            except FencedInstanceIdError:
+                log.critical(
+                    "another consumer of group %s uses instance id %r; stopping",
+                    config.group,
+                    config.instance_id,
+                )
+                raise
             except KafkaError as exc:
                 # The client reconnects by itself; records not yet applied come again.
                 wait = kafka_backoff.next()
@@ -269,6 +281,10 @@ def run(
             )
         committer.flush()
         consumer.close(autocommit=False)
+        if config.instance_id:
+            # kafka-python's static members do not leave the group on close (their session
+            # would have to expire): the others take the partitions over only now.
+            broker.remove_static_member(config.group, config.instance_id)
         log.info(
             "consumer stopped: %d records in %d batches, %d votes applicable, "
             "%d poison, %d for gone polls",

@@ -23,6 +23,8 @@ VOTER_ADDRESSES = 50
 STREAM_ADDRESS_BASE = "127.0.1."
 # How long after a fault a transaction begun before it can still commit.
 SETTLE_SECONDS = 0.5
+# Records produced this long after a consumer stopped count as waiting for it.
+PENDING_SECONDS = 2.0
 
 
 def voter_address(index: int) -> str:
@@ -227,8 +229,25 @@ class OffsetMonitor:
     ledger: Ledger
     interval: float = 0.2
     samples: list[tuple[float, dict[int, int]]] = field(default_factory=list)
+    end_samples: list[tuple[float, dict[int, int]]] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
+        ends = asyncio.create_task(self._sample_ends(stop))
+        try:
+            await self._sample_stored(stop)
+        finally:
+            await ends
+
+    async def _sample_ends(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                at = self.ledger.now()
+                self.end_samples.append((at, await asyncio.to_thread(self.world.end_offsets)))
+            except Exception:  # noqa: S110 - Kafka may be the service that is down
+                pass
+            await asyncio.sleep(1.0)
+
+    async def _sample_stored(self, stop: asyncio.Event) -> None:
         conn: psycopg.AsyncConnection | None = None
         while not stop.is_set():
             try:
@@ -255,25 +274,35 @@ class OffsetMonitor:
         return before[-1] if before else {}
 
     def resumed_after(self, moment: float, until: float) -> tuple[float | None, list[int]]:
-        """How long after `moment` every partition with records after it was applied
+        """How long after `moment` every partition that had records waiting was applied
         again (None: some was not before `until`), and those partitions."""
         # A transaction the stopped consumer committed just before `moment` can show in a
         # later sample: the baseline is taken a moment after.
         start = self.stored_at(moment + SETTLE_SECONDS)
-        final = self.stored_at(until)
-        moved = sorted(p for p, offset in final.items() if offset > start.get(p, -1))
-        if not moved:
+        ends = self.ends_at(moment + PENDING_SECONDS)
+        waiting = sorted(p for p, end in ends.items() if end - 1 > start.get(p, -1))
+        if not waiting:
             return None, []
         latest = 0.0
-        for partition in moved:
+        for partition in waiting:
             first = next(
-                at
-                for at, offsets in self.samples
-                if at > moment + SETTLE_SECONDS
-                and offsets.get(partition, -1) > start.get(partition, -1)
+                (
+                    at
+                    for at, offsets in self.samples
+                    if moment + SETTLE_SECONDS < at <= until
+                    and offsets.get(partition, -1) > start.get(partition, -1)
+                ),
+                None,
             )
+            if first is None:
+                return None, waiting
             latest = max(latest, first - moment)
-        return latest, moved
+        return latest, waiting
+
+    def ends_at(self, moment: float) -> dict[int, int]:
+        """The topic's end offsets as first sampled at or after `moment`."""
+        after = [ends for at, ends in self.end_samples if at >= moment]
+        return after[0] if after else (self.end_samples[-1][1] if self.end_samples else {})
 
     def last_advance(self) -> float:
         """When the stored offsets last changed."""

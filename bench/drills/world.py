@@ -49,19 +49,32 @@ class Consumer:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def ready_at(self) -> float | None:
+        """When it asked to join the group (its "consuming" line), after start-up."""
+        for line in self.log.read_text(errors="replace").splitlines():
+            match = _CONSUMING.search(line)
+            if match and _stamp(match.group(1), match.group(2)) >= self.started - 1:
+                return _stamp(match.group(1), match.group(2))
+        return None
+
     def assignments(self) -> list[tuple[float, list[int]]]:
         """(wall time, partitions held) after each rebalance, from its log."""
         found = []
         for line in self.log.read_text(errors="replace").splitlines():
             match = _ASSIGNED.search(line)
             if match:
-                stamp = time.mktime(time.strptime(match.group(1), "%Y-%m-%d %H:%M:%S"))
-                stamp += int(match.group(2)) / 1000
+                stamp = _stamp(match.group(1), match.group(2))
                 if stamp >= self.started - 1:
                     found.append((stamp, [int(p) for p in re.findall(r"\d+", match.group(3))]))
         return found
 
 
+def _stamp(seconds: str, millis: str) -> float:
+    """A log line's time (local, as the logging module writes it) as a wall time."""
+    return time.mktime(time.strptime(seconds, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+
+
+_CONSUMING = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: consuming ")
 _ASSIGNED = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: partitions .*; now holding \[([^\]]*)\]")
 
 
@@ -208,6 +221,9 @@ class World:
             "100",
             "--stats-interval",
             "5",
+            # Static membership, as a deployment with stable consumer names has it.
+            "--instance-id",
+            name,
         ]
         with log.open("ab") as out:
             proc = subprocess.Popen(

@@ -26,6 +26,11 @@ class Command(BaseCommand):
             "--topic", default=settings.KAFKA_VOTE_TOPIC, help="the topic of vote events"
         )
         parser.add_argument(
+            "--instance-id",
+            default=settings.KAFKA_CONSUMER_INSTANCE_ID,
+            help="a stable, unique name of this consumer (static group membership)",
+        )
+        parser.add_argument(
             "--batch-size",
             type=int,
             default=2000,
@@ -69,6 +74,7 @@ class Command(BaseCommand):
                 heartbeat_interval_ms=settings.KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS,
                 max_poll_interval_ms=settings.KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS,
                 assignment=settings.KAFKA_CONSUMER_ASSIGNMENT,
+                instance_id=options["instance_id"] or None,
             ),
             stop,
         )
