@@ -33,6 +33,19 @@ def _local_secret(name: str) -> str:
     return path.read_text().strip()
 
 
+def _service_url(name: str, local_default: str) -> str:
+    """A backing service's address: from the environment, else (development only) the
+    local stack's, for the profile and port offset `python -m stack` uses."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise environ.ImproperlyConfigured(f"{name} must be set when FEEDAPP_MODE=production")
+    from stack.profiles import get_profile  # the local stack exists only in development
+
+    return str(getattr(get_profile(), local_default))
+
+
 def _secret(name: str) -> str:
     value = env.str(name, default="")
     if value:
@@ -162,7 +175,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_LIMIT_BYTES
 
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
-DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:15432/feedapp")
+# Unset in development: the local stack of FEEDAPP_STACK_PROFILE (default dev), its ports
+# shifted by FEEDAPP_STACK_PORT_OFFSET, as `python -m stack` starts it.
+DATABASE_URL = _service_url("DATABASE_URL", "database_url")
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
@@ -176,13 +191,17 @@ MIGRATION_MODULES = {
 }
 
 # --- Valkey -----------------------------------------------------------------------------
-VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")
+VALKEY_URL = _service_url("VALKEY_URL", "valkey_url")
 VALKEY_TIMEOUT_SECONDS = env.float("VALKEY_TIMEOUT_SECONDS", default=2.0)
 # Cached counts of a poll nobody reads expire; the next read rebuilds them.
 COUNTS_CACHE_TTL_SECONDS = env.int("COUNTS_CACHE_TTL_SECONDS", default=86400)
 
 # --- Kafka ------------------------------------------------------------------------------
-KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.1:19092"])
+KAFKA_BOOTSTRAP_SERVERS = [
+    server.strip()
+    for server in _service_url("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap").split(",")
+    if server.strip()
+]
 KAFKA_VOTE_TOPIC = env.str("KAFKA_VOTE_TOPIC", default="vote-event")
 KAFKA_VOTE_TOPIC_PARTITIONS = env.int("KAFKA_VOTE_TOPIC_PARTITIONS", default=12)
 KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1)

@@ -22,6 +22,11 @@ def _manage(*args: str) -> list[str]:
     return [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
 
 
+def _dev_environment() -> None:
+    """Point every child (`manage.py` reads it, see feedapp.settings) at the dev stack."""
+    os.environ["FEEDAPP_STACK_PROFILE"] = "dev"
+
+
 def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -35,6 +40,7 @@ def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
 
 def main() -> int:
     profile = get_profile("dev")
+    _dev_environment()
     began = time.monotonic()
     try:
         start_all(profile)
