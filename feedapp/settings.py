@@ -225,7 +225,8 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".stack" / "static"
+# Where `collectstatic` puts the admin's files for the proxy to serve (the image: /app/static).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".stack" / "static")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
