@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "polls",
     "votes.apps.VotesConfig",
     "realtime.apps.RealtimeConfig",
+    "demo.apps.DemoConfig",
 ]
 
 # Every entry is async-native; Django's own middleware (thread hops under ASGI) runs
