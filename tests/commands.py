@@ -9,7 +9,7 @@ import sys
 from stack.profiles import PROJECT_ROOT
 
 
-async def manage(*args: str, timeout: float = 120, **env: str) -> tuple[int, str]:
+async def manage(*args: str, within: float = 120, **env: str) -> tuple[int, str]:
     """Run `manage.py` with the test settings; its exit status and its output."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -20,5 +20,5 @@ async def manage(*args: str, timeout: float = 120, **env: str) -> tuple[int, str
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=within)
     return process.returncode or 0, output.decode(errors="replace")

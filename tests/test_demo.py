@@ -19,19 +19,17 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.usefixtures("vote_consumer")
 PASSWORD = "demo-password-for-tests"
 
-DEMO_POLLS = """
-    SELECT p.id FROM poll p JOIN "user" u ON u.id = p.creator_id
-    WHERE u.username LIKE 'demo-%%'
-"""
-
 
 async def snapshot() -> Any:
     """Every row the seed makes or touches, as one JSON value."""
     async with connection() as conn:
         return await fetch_value(
             conn,
-            f"""
-            WITH demo_polls AS ({DEMO_POLLS})
+            """
+            WITH demo_polls AS (
+                SELECT p.id FROM poll p JOIN "user" u ON u.id = p.creator_id
+                WHERE u.username LIKE 'demo-%%'
+            )
             SELECT json_build_object(
                 'users', (SELECT json_agg(json_build_array(id, username, email, password)
                                           ORDER BY id)
@@ -61,7 +59,12 @@ async def recorded_votes() -> int:
     async with connection() as conn:
         return int(
             await fetch_value(
-                conn, f"SELECT count(*) FROM vote WHERE poll_id IN ({DEMO_POLLS})", None
+                conn,
+                """
+                SELECT count(*) FROM vote v JOIN poll p ON p.id = v.poll_id
+                JOIN "user" u ON u.id = p.creator_id WHERE u.username LIKE 'demo-%%'
+                """,
+                None,
             )
         )
 
@@ -70,7 +73,10 @@ async def total_version() -> int:
     async with connection() as conn:
         found = await fetch_value(
             conn,
-            f"SELECT sum(version) FROM poll_counts_version WHERE poll_id IN ({DEMO_POLLS})",
+            """
+            SELECT sum(c.version) FROM poll_counts_version c JOIN poll p ON p.id = c.poll_id
+            JOIN "user" u ON u.id = p.creator_id WHERE u.username LIKE 'demo-%%'
+            """,
             None,
         )
     return int(found or 0)
