@@ -23,9 +23,11 @@ from django.utils.safestring import SafeString
 from accounts.admin import signed_in_staff
 from accounts.models import User
 from feedapp.sync_bridge import run_sync
+from polls.charts import activity_chart, counts_bar_chart
 from polls.errors import NotAllowed, PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
 from polls.services import do_delete_poll_as_staff_sync, do_revoke_grants
+from votes.activity import votes_per_minute
 from votes.counts import read_counts
 
 # A bigint has at most 19 digits; longer ids name nothing.
@@ -197,7 +199,17 @@ class PollAdmin(admin.ModelAdmin):
     list_select_related = ("creator",)
     list_filter = (ExpiredFilter, "poll_perms")
     search_fields = ("question", "creator__username")
-    fields = ("id", "question", "creator", "poll_perms", "created_at", "expires_at", "grants")
+    fields = (
+        "id",
+        "question",
+        "creator",
+        "poll_perms",
+        "created_at",
+        "expires_at",
+        "grants",
+        "counts_chart",
+        "activity",
+    )
     readonly_fields = fields
     inlines = (VoteOptionInline, PollGrantInline)
 
@@ -213,6 +225,19 @@ class PollAdmin(admin.ModelAdmin):
     def grants(self, poll: Poll) -> SafeString:
         url = reverse("admin:polls_pollgrant_changelist")
         return format_html('<a href="{}?poll={}">grants of this poll</a>', url, poll.pk)
+
+    @admin.display(description="counts (live)")
+    def counts_chart(self, poll: Poll) -> SafeString:
+        counts = live_counts(poll.pk)
+        options = list(poll.options.order_by("position"))
+        return counts_bar_chart(
+            [option.text for option in options], [counts.get(option.pk, 0) for option in options]
+        )
+
+    @admin.display(description="votes per minute, last hour")
+    def activity(self, poll: Poll) -> SafeString:
+        recent = run_sync(votes_per_minute(poll.pk, minutes=60))
+        return activity_chart(recent.per_minute, recent.last_minute)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
