@@ -57,8 +57,7 @@ ENV PATH="/app/.venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=feedapp.settings \
     FEEDAPP_MODE=production \
-    STATIC_ROOT=/app/static \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/feedapp-metrics
+    STATIC_ROOT=/app/static
 USER 10001:10001
 # 8000: HTTP (web); 9100: the consumer's metrics (CONSUMER_METRICS_PORT).
 EXPOSE 8000 9100

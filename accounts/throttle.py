@@ -17,6 +17,7 @@ import valkey
 from ninja.errors import HttpError
 
 from db.cache import get_async_valkey
+from feedapp.metrics import THROTTLE_REFUSALS
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
         return Verdict(allowed=True)
     if allowed:
         return Verdict(allowed=True)
+    THROTTLE_REFUSALS.labels(scope).inc()
     return Verdict(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)))
 
 

@@ -12,11 +12,10 @@ command="${1:-web}"
 case "$command" in
 web)
     # The workers share their metrics through files here (prometheus-client's multiprocess
-    # mode); files of an earlier run would be counted again, so start empty.
-    if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
-        rm -rf "$PROMETHEUS_MULTIPROC_DIR"
-        mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
-    fi
+    # mode, feedapp/metrics.py); files of an earlier run would be counted again: start empty.
+    export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/feedapp-metrics}"
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
     # Leave X-Forwarded-For to the app (TRUSTED_PROXY_HOPS): uvicorn would rewrite the
     # peer address itself. Keep idle upstream connections open longer than the proxy keeps
     # them (nginx: 60 s), or the proxy may reuse one the server is closing (a 502).
@@ -29,6 +28,8 @@ web)
         "$@"
     ;;
 consumer)
+    # Metrics on CONSUMER_METRICS_PORT (when set), reachable from other containers.
+    export CONSUMER_METRICS_ADDRESS="${CONSUMER_METRICS_ADDRESS:-0.0.0.0}"
     exec python manage.py consume_votes "$@"
     ;;
 migrate)

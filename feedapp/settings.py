@@ -6,6 +6,7 @@ Defaults point at the local development stack (`python -m stack start`). In prod
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -78,6 +79,8 @@ INSTALLED_APPS = [
 # Every entry is async-native; Django's own middleware (thread hops under ASGI) runs
 # only outside /api/, for the admin (see feedapp.middleware.outside_api).
 MIDDLEWARE = [
+    # Outermost: the request id, the request's log line and its metrics cover every answer.
+    "feedapp.requestlog.request_log_middleware",
     "feedapp.middleware.standard_headers_middleware",
     # Before anything reads the body.
     "feedapp.middleware.body_limit_middleware",
@@ -232,15 +235,49 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".stack" / "static")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Metrics ------------------------------------------------------------------------------
+# With a token, /api/metrics requires `Authorization: Bearer <token>`; without one it answers
+# only peers in these networks whose request came through no proxy (feedapp/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(network.strip())
+    for network in env.list(
+        "METRICS_ALLOWED_NETWORKS",
+        default=[
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ],
+    )
+]
+# The vote consumer serves its metrics on this port (0: not at all) and address.
+CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
+CONSUMER_METRICS_ADDRESS = env.str("CONSUMER_METRICS_ADDRESS", default="127.0.0.1")
+
+# --- Logs -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: one readable line per record; json: one JSON object per line. Both carry the
+# request id of the request that logged it (feedapp/requestlog.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "feedapp.requestlog.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "feedapp.requestlog.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -36,6 +36,7 @@ from valkey.asyncio.connection import AbstractConnection
 from valkey.exceptions import ValkeyError
 
 from db.cache import get_async_valkey
+from realtime.metrics import HUB_SUBSCRIPTIONS
 from votes.counts import PollCounts, read_counts_many, updates_channel
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,7 @@ class Hub:
         poll = self._polls.get(poll_id)
         if poll is None:
             poll = self._polls[poll_id] = _Poll()
+            HUB_SUBSCRIPTIONS.inc()
             self._dirty.set()
         client = Client(poll_id)
         poll.clients.add(client)
@@ -210,6 +212,7 @@ class Hub:
         self._clients -= 1
         if not poll.clients:
             del self._polls[client.poll_id]
+            HUB_SUBSCRIPTIONS.dec()
             self._resync.discard(client.poll_id)
             self._dirty.set()
             if not self._polls:

@@ -28,6 +28,7 @@ from valkey.exceptions import ValkeyError
 
 from db.cache import get_sync_valkey
 from db.pool import get_sync_pool
+from votes import consumer_metrics
 from votes.consumer import BatchOutcome, Record, apply_batches, stored_offsets
 from votes.counts import PollCounts, store_counts
 
@@ -114,8 +115,10 @@ def run(
                     timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
                 )
                 kafka_backoff = 0.2
+                consumer_metrics.polled()
             except KafkaError as exc:
                 # The client reconnects by itself; records not yet applied come again.
+                consumer_metrics.retried("kafka")
                 log.error("Kafka unavailable, retrying in %.1f s: %r", kafka_backoff, exc)
                 stop.wait(kafka_backoff)
                 kafka_backoff = min(kafka_backoff * 2, MAX_BACKOFF_SECONDS)
@@ -127,7 +130,15 @@ def run(
                 continue  # stopping, or the partitions moved to another consumer
             for counts in outcome.counts:
                 pending[counts.poll_id] = counts
+            consumer_metrics.batch_applied(
+                sum(map(len, batches.values())),
+                outcome.fresh,
+                outcome.applicable,
+                outcome.poison,
+                outcome.gone,
+            )
             _commit_kafka(consumer, config.topic, outcome.last_offsets)
+            consumer_metrics.record_lag(consumer)
             for stats in (totals, interval):
                 stats.batches += 1
                 stats.fresh += outcome.fresh
@@ -172,6 +183,7 @@ def _apply_until_done(
             with get_sync_pool().connection() as conn:
                 return apply_batches(conn, config.group, config.topic, records)
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+            consumer_metrics.retried("postgresql")
             log.error(
                 "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
                 sum(map(len, records.values())),
@@ -201,6 +213,7 @@ def _flush_cache_until_done(
             pending.clear()
             return
         except (ValkeyError, OSError) as exc:
+            consumer_metrics.retried("valkey")
             log.error(
                 "Valkey unavailable, %d polls' counts not cached, retrying in %.1f s: %r",
                 len(pending),
@@ -226,6 +239,7 @@ def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event)
                 return False
             try:
                 consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+                consumer_metrics.polled()
             except KafkaError as exc:
                 log.warning("Kafka unavailable while paused: %r", exc)
                 stop.wait(0.2)

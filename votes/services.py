@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from db.pool import autocommit_connection
 from db.sql import fetch_one, fetch_value, queries
 from votes.counts import PollCounts, read_counts
 from votes.events import VoteEvent
+from votes.metrics import VOTE_PRODUCE_FAILURES, VOTE_PRODUCE_SECONDS
 from votes.producer import VoteNotEnqueued, produce_vote
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,15 @@ async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteE
     if check.expired:
         raise HttpError(409, "This poll has expired")
     event = VoteEvent.new(user.id, poll_id, vote_option_id)
+    started = time.perf_counter()
     try:
         await produce_vote(event)
     except VoteNotEnqueued as exc:
+        VOTE_PRODUCE_FAILURES.inc()
         log.error("vote of user %d on poll %d not enqueued: %s", user.id, poll_id, exc)
         raise HttpError(503, "The vote could not be recorded; please try again") from exc
+    finally:
+        VOTE_PRODUCE_SECONDS.observe(time.perf_counter() - started)
     return event
 
 
