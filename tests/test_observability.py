@@ -103,10 +103,10 @@ async def test_a_request_id_is_taken_or_made_returned_and_on_every_line(request_
     lines = [r for r in request_records.records if getattr(r, "request_id", "-") != "-"]
     # The service's own warning and the request line, both with the request's id.
     assert {r.name for r in lines} >= {"accounts.services", "feedapp.request"}
-    assert {r.request_id for r in lines} == {"req-42.abc_DEF"}  # type: ignore[attr-defined]
+    assert {r.request_id for r in lines} == {"req-42.abc_DEF"}
     request_line = next(r for r in lines if r.name == "feedapp.request")
-    assert request_line.http["route"] == "/api/user/login"  # type: ignore[attr-defined]
-    assert request_line.http["status"] == 401  # type: ignore[attr-defined]
+    assert request_line.http["route"] == "/api/user/login"
+    assert request_line.http["status"] == 401
 
     for offered in ("has space", "x" * 65, "new\nline"):
         response = await client.get("/api/health", headers={"X-Request-ID": offered})
