@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -101,6 +102,10 @@ def versions(live: LiveStream) -> list[int]:
     return [event.id for event in live.updates() if event.id is not None]
 
 
+def has_version(version: int, live: LiveStream) -> bool:
+    return version in versions(live)
+
+
 async def test_two_web_and_two_consumer_processes_scale_out(cluster: Cluster) -> None:
     polls = await polls_on_every_partition()
     watched = polls[0]
@@ -118,7 +123,7 @@ async def test_two_web_and_two_consumer_processes_scale_out(cluster: Cluster) ->
             await vote(web, voter.id, watched.id, watched.option_ids[n % 3])
             assert await eventually(lambda: db_version(watched.id), n) == n
             for s in streams:
-                assert await s.wait_for(lambda s, n=n: n in versions(s)), (n, versions(s))
+                assert await s.wait_for(partial(has_version, n)), (n, versions(s))
         for s in streams:
             assert versions(s) == list(range(9)), "every version, in order, on every stream"
 
@@ -138,10 +143,8 @@ async def test_two_web_and_two_consumer_processes_scale_out(cluster: Cluster) ->
 
         await asyncio.gather(*(voter_votes(i) for i in range(len(voters))))
         for poll in polls:
-            assert (
-                await eventually(lambda poll=poll: db_counts(poll.id), expected[poll.id])
-                == (expected[poll.id])
-            )
+            counts = await eventually(partial(db_counts, poll.id), expected[poll.id])
+            assert counts == expected[poll.id]
         final_version = await db_version(watched.id)
         for s in streams:
             assert await s.wait_for(lambda s: versions(s)[-1] == final_version), versions(s)
@@ -177,13 +180,13 @@ async def test_the_per_user_stream_limit_holds_across_processes(cluster: Cluster
         # One ends on the first process: the second may open one again.
         await opened.pop(0).close()
 
-        async def reopened() -> int | None:
+        async def reopened() -> int:
             attempt = await stream(second, poll.id, viewer.id)
             if attempt.status != 200:
                 await attempt.close()
             else:
                 opened.append(attempt)
-            return attempt.status
+            return attempt.status or 0
 
         assert await eventually(reopened, 200) == 200
     finally:
