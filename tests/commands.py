@@ -9,8 +9,8 @@ import sys
 from stack.profiles import PROJECT_ROOT
 
 
-async def manage(*args: str, within: float = 120, **env: str) -> tuple[int, str]:
-    """Run `manage.py` with the test settings; its exit status and its output."""
+async def manage(*args: str, **env: str) -> tuple[int, str]:
+    """Run `manage.py` with the test settings (and `env`); its exit status and its output."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PROJECT_ROOT / "manage.py"),
@@ -20,5 +20,5 @@ async def manage(*args: str, within: float = 120, **env: str) -> tuple[int, str]
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=within)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=180)
     return process.returncode or 0, output.decode(errors="replace")

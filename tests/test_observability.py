@@ -307,3 +307,21 @@ async def _consumer_caught_up(url: str, before: str) -> str:
 
     assert await eventually(moved, True)
     return scrape(url)
+
+
+def test_the_dashboard_queries_only_series_that_exist() -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    import votes.consumer_metrics  # noqa: F401  (the consumer's series, defined on import)
+
+    exposed = generate_latest(REGISTRY).decode()
+    dashboard = json.loads((PROJECT_ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"feedapp_\w+", target["expr"])
+    }
+    assert len(queried) >= 12
+    for name in queried:
+        assert re.search(rf"^{name}[{{ ]", exposed, re.MULTILINE), f"{name} is not a series"
