@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ninja.errors import HttpError
-
+from accounts.rows import UserRow
 from accounts.services import do_create_user
-from accounts.users import User
 from db.pool import autocommit_connection
 from db.sql import fetch_one, fetch_value, queries
+from feedapp.errors import ServiceError
 from polls.rows import GrantableRole, PollPerms
 from polls.services import do_create_poll, do_grant_roles
 from votes.services import do_submit_vote
@@ -72,7 +71,7 @@ def username(name: str) -> str:
 
 @dataclass(frozen=True)
 class SeededUser:
-    user: User
+    user: UserRow
     password: str | None  # set only when this run created the account
 
 
@@ -104,7 +103,7 @@ class SeedReport:
 
 async def _user(name: str, password: str | None) -> SeededUser:
     async with autocommit_connection() as conn:
-        found = await fetch_one(conn, Q["find_user"], {"username": username(name)}, User)
+        found = await fetch_one(conn, Q["find_user"], {"username": username(name)}, UserRow)
     if found is not None:
         return SeededUser(found, None)
     password = password or secrets.token_urlsafe(12)
@@ -112,7 +111,7 @@ async def _user(name: str, password: str | None) -> SeededUser:
     return SeededUser(user, password)
 
 
-async def _poll(spec: DemoPoll, creator: User) -> SeededPoll:
+async def _poll(spec: DemoPoll, creator: UserRow) -> SeededPoll:
     where = {"creator_id": creator.id, "question": spec.question}
     async with autocommit_connection() as conn:
         poll_id = await fetch_value(conn, Q["find_poll"], where)
@@ -124,19 +123,19 @@ async def _poll(spec: DemoPoll, creator: User) -> SeededPoll:
     return SeededPoll(int(poll_id), spec, list(option_ids), created)
 
 
-async def _may_vote(user: User, poll_id: int) -> bool:
+async def _may_vote(user: UserRow, poll_id: int) -> bool:
     async with autocommit_connection() as conn:
         params = {"user_id": user.id, "poll_id": poll_id}
         return bool(await fetch_value(conn, Q["may_vote"], params))
 
 
-async def _voted(user: User, poll_ids: list[int]) -> set[int]:
+async def _voted(user: UserRow, poll_ids: list[int]) -> set[int]:
     async with autocommit_connection() as conn:
         params = {"user_id": user.id, "poll_ids": poll_ids}
         return set(await fetch_value(conn, Q["voted_polls"], params) or [])
 
 
-def _first_choice(user: User, poll: SeededPoll) -> int:
+def _first_choice(user: UserRow, poll: SeededPoll) -> int:
     """A repeatable choice per user and poll, the earlier options more likely (a shape
     worth looking at in a chart, not a flat one)."""
     chooser = random.Random(f"{user.username}:{poll.spec.question}")  # noqa: S311 (not security)
@@ -201,7 +200,7 @@ async def cast_live_votes(
         try:
             await do_submit_vote(user, poll.id, chooser.choice(poll.option_ids))
             tally.cast += 1
-        except HttpError as exc:
+        except ServiceError as exc:
             tally.refused[exc.status_code] = tally.refused.get(exc.status_code, 0) + 1
         if progress and time.monotonic() - last_report >= 5:
             progress(tally)

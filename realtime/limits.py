@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from valkey.exceptions import ValkeyError
 
-from db.cache import get_async_valkey
+from db.valkey import get_async_valkey
+from feedapp.errors import TooManyRequests
 from feedapp.metrics import THROTTLE_REFUSALS
 from realtime.metrics import STREAMS_OPEN
 
@@ -64,8 +65,8 @@ return #ARGV - 1
 """
 
 
-class LimitReached(Exception):
-    """Past a stream limit; the message says which."""
+class LimitReached(TooManyRequests):
+    """Past a stream limit; the message says which (no Retry-After: a stream ending frees it)."""
 
 
 @dataclass(eq=False)
@@ -124,12 +125,12 @@ class StreamSlots:
         """A place for one more stream of `subject`; LimitReached past either limit."""
         if self._total >= settings.SSE_MAX_STREAMS_PER_PROCESS:
             THROTTLE_REFUSALS.labels("streams:process").inc()
-            raise LimitReached("This server has too many live streams; try again later")
+            raise LimitReached(message="This server has too many live streams; try again later")
         key = lease_key(subject)
         limit = settings.SSE_MAX_STREAMS_PER_USER
         if self._per_key.get(key, 0) >= limit:
             THROTTLE_REFUSALS.labels("streams:user").inc()
-            raise LimitReached(f"At most {limit} live streams at a time")
+            raise LimitReached(message=f"At most {limit} live streams at a time")
         slot = Slot(key, f"{self._token}:{next(self._numbers)}")
         # Counted before Valkey answers, so that concurrent requests see each other.
         self._take(key)
@@ -143,7 +144,7 @@ class StreamSlots:
         if not leased:
             slot.release()
             THROTTLE_REFUSALS.labels("streams:user").inc()
-            raise LimitReached(f"At most {limit} live streams at a time")
+            raise LimitReached(message=f"At most {limit} live streams at a time")
         self._live[slot.member] = slot.key
         self._ensure_keeper()
         return slot

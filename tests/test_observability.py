@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
-from feedapp import broker
 from feedapp.requestlog import JsonFormatter, RequestIdFilter
 from stack.profiles import PROJECT_ROOT
 from tests.accounts_client import AddressedClient
@@ -31,6 +30,7 @@ from tests.servers import Server, free_port, start_server
 from tests.sse_client import LiveStream
 from tests.users import make_user
 from tests.waiting import eventually
+from votes import broker
 
 
 def value(text: str, name: str, **labels: str) -> float:

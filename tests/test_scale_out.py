@@ -22,13 +22,13 @@ from kafka.partitioner.default import murmur2
 
 from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
-from feedapp import broker
 from tests.consumers import start_consumer_process, stop_consumer_process
 from tests.polls import SamplePoll, db_counts, db_version, make_poll
 from tests.servers import Server, start_server
 from tests.sse_client import LiveStream
 from tests.users import make_user
 from tests.waiting import eventually
+from votes import broker
 
 PARTITIONS = 4
 STREAMS_PER_USER = 3

@@ -9,8 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from db.cache import close_async_valkey
 from db.pool import close_async_pool
+from db.valkey import close_async_valkey
 from demo.seed import LiveTally, SeedReport, cast_live_votes, seed
 from votes.producer import close_producer
 
