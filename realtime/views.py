@@ -10,10 +10,10 @@ from ninja import Path, Router
 
 from accounts.addresses import client_address
 from accounts.auth import optional_user
+from db.ids import MAX_ID
 from feedapp.schemas import Detail
 from realtime.sse import CONTENT_TYPE, event_stream
 from realtime.streams import open_watch
-from votes.messages import MAX_ID
 
 router = Router(tags=["votes"])
 
