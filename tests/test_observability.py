@@ -209,7 +209,9 @@ async def test_the_series_move_when_a_vote_flows_through(vote_path) -> None:
     server, _consumer, port, logs = vote_path
     web_metrics = f"{server.url}/api/metrics"
     consumer_metrics = f"http://127.0.0.1:{port}/metrics"
-    await eventually(lambda: _answers(consumer_metrics), True)
+    assert await eventually(lambda: _answers(consumer_metrics), True)
+    # Votes sent before the consumer joined its group would wait for it: start once it has.
+    assert await eventually(lambda: _assigned(logs / "consumer.log"), True, within=90)
     owner, voter = await make_user(), await make_user()
     poll = await make_poll(owner)
     web_before, consumer_before = scrape(web_metrics), scrape(consumer_metrics)
@@ -223,7 +225,7 @@ async def test_the_series_move_when_a_vote_flows_through(vote_path) -> None:
         statuses = [post_vote(server, voter, poll.id, option) for option in poll.option_ids]
         assert statuses == [201, 201, 429]  # a burst of 2, then the vote rate's refusal
         a, b, c = poll.option_ids
-        assert await eventually(lambda: db_counts(poll.id), {a: 0, b: 1, c: 0}) == {
+        assert await eventually(lambda: db_counts(poll.id), {a: 0, b: 1, c: 0}, 60) == {
             a: 0,
             b: 1,
             c: 0,
@@ -292,6 +294,10 @@ async def _answers(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+async def _assigned(log: Path) -> bool:
+    return "partitions assigned: [" in await asyncio.to_thread(log.read_text, errors="replace")
 
 
 async def _hub_subscribed(url: str) -> bool:

@@ -106,7 +106,13 @@ def has_version(version: int, live: LiveStream) -> bool:
     return version in versions(live)
 
 
+async def assigned(log: Path) -> bool:
+    return "partitions assigned: [" in await asyncio.to_thread(log.read_text, errors="replace")
+
+
 async def test_two_web_and_two_consumer_processes_scale_out(cluster: Cluster) -> None:
+    for log in cluster.consumer_logs:  # both consumers joined the group
+        assert await eventually(partial(assigned, log), True, within=90), log.read_text()
     polls = await polls_on_every_partition()
     watched = polls[0]
     viewers = [await make_user() for _ in range(3)]
