@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "db",
     "accounts",
     "polls",
+    "moderation",
     "votes.apps.VotesConfig",
     "realtime.apps.RealtimeConfig",
 ]
@@ -154,6 +155,11 @@ REGISTRATIONS_WINDOW_SECONDS = env.float("REGISTRATIONS_WINDOW_SECONDS", default
 # Vote submissions per second and user, and the burst allowed above that rate.
 VOTE_RATE_PER_SECOND = env.int("VOTE_RATE_PER_SECOND", default=10)
 VOTE_RATE_BURST = env.int("VOTE_RATE_BURST", default=20)
+# Reports of polls per user and hour (POST /api/poll/{id}/report); past it 429.
+REPORTS_PER_HOUR = env.int("REPORTS_PER_HOUR", default=20)
+# A poll reported by this many distinct users (open reports) leaves the public feed and
+# anonymous view until a moderator dismisses the reports. 0: never hidden automatically.
+REPORTS_AUTOHIDE_THRESHOLD = env.int("REPORTS_AUTOHIDE_THRESHOLD", default=0)
 # Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 # Largest request body accepted, bytes; larger ones get 413.
@@ -172,7 +178,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # dbmate owns every table, Django's own included: Django's migrations never run, and
 # `makemigrations` refuses to write any for the admin's unmanaged models.
 MIGRATION_MODULES = {
-    app: None for app in ("admin", "auth", "contenttypes", "sessions", "accounts", "polls")
+    app: None
+    for app in ("admin", "auth", "contenttypes", "sessions", "accounts", "polls", "moderation")
 }
 
 # --- Valkey -----------------------------------------------------------------------------

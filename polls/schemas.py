@@ -17,7 +17,7 @@ Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 MAX_GRANTS_PER_REQUEST = 100
 
 
-def _storable(text: str) -> str:
+def storable(text: str) -> str:
     # PostgreSQL text cannot hold NUL, and lone surrogates (valid in JSON escapes)
     # are not UTF-8: refuse both here rather than fail in the database.
     if "\x00" in text:
@@ -33,12 +33,12 @@ def _storable(text: str) -> str:
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 OptionText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 
 

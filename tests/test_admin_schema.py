@@ -75,7 +75,7 @@ def test_a_model_that_disagrees_is_caught(conn) -> None:
         poll_perms = EnumField(enum="poll_perms", values=["public", "private"])
         expires_at = models.DateTimeField()
         title = models.TextField()
-        # created_at left out
+        # created_at and hidden_at left out
 
         class Meta:
             app_label = "polls"
@@ -90,6 +90,7 @@ def test_a_model_that_disagrees_is_caught(conn) -> None:
     assert sorted(problems) == sorted(
         [
             f"{where}: column created_at has no field",
+            f"{where}: column hidden_at has no field",
             f"{where}: field title has no column title",
             f"{where}: question is text, the model says character varying(500)",
             f"{where}: creator_id is NOT NULL, the model says null",
