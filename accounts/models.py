@@ -37,9 +37,10 @@ from accounts.services import Conflict, do_create_user
 from db.fields import CITextField
 from feedapp.sync_bridge import run_sync
 
-# What staff who are not superusers may do. Moderation only: seeing accounts, polls and
-# grants, banning, the moderator role, deleting polls, revoking grants. Changing who is
-# staff (`accounts.change_user`) is left to superusers.
+# What staff who are not superusers may do. Moderation only: seeing accounts, polls,
+# grants and reports, banning, the moderator role, deleting polls, revoking grants,
+# working the review queue (dismissing reports). Changing who is staff
+# (`accounts.change_user`) is left to superusers.
 STAFF_PERMISSIONS = frozenset(
     {
         "accounts.view_user",
@@ -50,6 +51,9 @@ STAFF_PERMISSIONS = frozenset(
         "polls.view_voteoption",
         "polls.view_pollgrant",
         "polls.revoke_pollgrant",
+        "moderation.view_report",
+        "moderation.view_reportedpoll",
+        "moderation.dismiss_report",
     }
 )
 STAFF_APPS = frozenset(perm.split(".", 1)[0] for perm in STAFF_PERMISSIONS)

@@ -12,8 +12,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
@@ -22,14 +21,12 @@ from django.utils.safestring import SafeString
 
 from accounts.admin import signed_in_staff
 from accounts.models import User
+from feedapp.changelists import ChosenFilter, CorrelatedSum, LargeTableAdmin
 from feedapp.sync_bridge import run_sync
 from polls.errors import NotAllowed, PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
 from polls.services import do_delete_poll_as_staff_sync, do_revoke_grants
 from votes.counts import read_counts
-
-# A bigint has at most 19 digits; longer ids name nothing.
-_MAX_ID_DIGITS = 19
 
 
 def live_counts(poll_id: int) -> dict[int, int]:
@@ -61,40 +58,54 @@ class ExpiredFilter(admin.SimpleListFilter):
         return queryset
 
 
-class _ChosenFilter(admin.SimpleListFilter):
-    """Rows of one related object, offered once one is chosen (links lead here with it).
-
-    Listing every poll or user as a choice would not scale, so the only choice shown is
-    the one in the URL.
-    """
-
-    related: type[models.Model]
-    field: str
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = request.GET.get(self.parameter_name or "", "")
-        if not (value.isdigit() and len(value) <= _MAX_ID_DIGITS):
-            return []
-        found = self.related._default_manager.filter(pk=int(value)).first()
-        return [(value, str(found))] if found is not None else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(**{self.field: int(value)}) if value else queryset
-
-
-class PollFilter(_ChosenFilter):
+class PollFilter(ChosenFilter):
     title = "poll"
     parameter_name = "poll"
     related = Poll
     field = "poll_id"
 
 
-class GranteeFilter(_ChosenFilter):
+class GranteeFilter(ChosenFilter):
     title = "user"
     parameter_name = "user"
     related = User
     field = "user_id"
+
+
+class CreatorFilter(ChosenFilter):
+    title = "creator"
+    parameter_name = "creator"
+    related = User
+    field = "creator_id"
+
+
+class HiddenFilter(admin.SimpleListFilter):
+    title = "hidden by reports"
+    parameter_name = "hidden"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Hidden"), ("no", "Shown")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(hidden_at__isnull=self.value() == "no")
+        return queryset
+
+
+def total_votes() -> CorrelatedSum:
+    """A poll's votes, from the counts the consumer keeps per option (vote_count)."""
+    return CorrelatedSum("vote_count", "poll_id", "vote_count", F("pk"))
+
+
+def delete_poll_as_staff(request: HttpRequest, poll_id: int) -> None:
+    """Delete a poll through the service the API uses: cascade, counts dropped, streams told."""
+    try:
+        do_delete_poll_as_staff_sync(poll_id, signed_in_staff(request).as_actor())
+    except PollNotFound:
+        # Deleted by someone else meanwhile, whose call ran the hooks: gone as asked.
+        pass
+    except NotAllowed:
+        raise PermissionDenied from None
 
 
 class ScopeFilter(admin.SimpleListFilter):
@@ -183,23 +194,46 @@ class PollGrantInline(_ReadOnlyInline):
 
 
 @admin.register(Poll)
-class PollAdmin(admin.ModelAdmin):
+class PollAdmin(LargeTableAdmin):
     list_display = (
         "id",
         "short_question",
         "creator",
         "poll_perms",
+        "total_votes",
         "created_at",
         "expires_at",
         "expired",
+        "hidden",
     )
     list_display_links = ("id", "short_question")
     list_select_related = ("creator",)
-    list_filter = (ExpiredFilter, "poll_perms")
+    list_filter = (ExpiredFilter, "poll_perms", HiddenFilter, CreatorFilter)
     search_fields = ("question", "creator__username")
-    fields = ("id", "question", "creator", "poll_perms", "created_at", "expires_at", "grants")
+    fields = (
+        "id",
+        "question",
+        "creator",
+        "poll_perms",
+        "created_at",
+        "expires_at",
+        "hidden_at",
+        "grants",
+        "reports",
+    )
     readonly_fields = fields
     inlines = (VoteOptionInline, PollGrantInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Poll]:
+        return super().get_queryset(request).annotate(total_votes=total_votes())
+
+    @admin.display(description="votes", ordering="total_votes")
+    def total_votes(self, poll: Poll) -> int:
+        return int(getattr(poll, "total_votes", 0))
+
+    @admin.display(boolean=True, description="hidden")
+    def hidden(self, poll: Poll) -> bool:
+        return poll.hidden_at is not None
 
     @admin.display(description="question", ordering="question")
     def short_question(self, poll: Poll) -> str:
@@ -213,6 +247,11 @@ class PollAdmin(admin.ModelAdmin):
     def grants(self, poll: Poll) -> SafeString:
         url = reverse("admin:polls_pollgrant_changelist")
         return format_html('<a href="{}?poll={}">grants of this poll</a>', url, poll.pk)
+
+    @admin.display(description="reports")
+    def reports(self, poll: Poll) -> SafeString:
+        url = reverse("admin:moderation_report_changelist")
+        return format_html('<a href="{}?poll={}">reports of this poll</a>', url, poll.pk)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -229,13 +268,7 @@ class PollAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Poll) -> None:
         """Delete through the service the API uses: cascade, counts dropped, streams told."""
-        try:
-            do_delete_poll_as_staff_sync(obj.pk, signed_in_staff(request).as_actor())
-        except PollNotFound:
-            # Deleted by someone else meanwhile, whose call ran the hooks: gone as asked.
-            pass
-        except NotAllowed:
-            raise PermissionDenied from None
+        delete_poll_as_staff(request, obj.pk)
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: int) -> Any:
         response = super().response_delete(request, obj_display, obj_id)
@@ -251,7 +284,7 @@ class PollAdmin(admin.ModelAdmin):
 
 
 @admin.register(PollGrant)
-class PollGrantAdmin(admin.ModelAdmin):
+class PollGrantAdmin(LargeTableAdmin):
     list_display = (
         "id",
         "role",

@@ -1,0 +1,66 @@
+"""Reports as an unmanaged model, and the review queue as a view of polls, for the admin.
+
+The data layer is SQL (moderation/services.py, db/queries/moderation.sql): these
+models only let the admin list, filter and show rows, and every change goes through
+moderation.services (or polls.services and accounts.services, whose deletions and
+bans it uses). dbmate owns the table; tests/test_admin_schema.py compares them.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Now
+
+from db.fields import EnumField
+from moderation.rows import Reason, Resolution
+from polls.models import Poll
+
+
+class Report(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    reason = EnumField(enum="report_reason", values=get_args(Reason))
+    # NULL when the reporter wrote none; never an empty string (the table's check).
+    note = models.TextField(null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField("reported at", db_default=Now())
+    # NULL while the report is open.
+    resolution = EnumField(
+        enum="report_resolution", values=get_args(Resolution), null=True, blank=True
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_column="resolved_by",
+        related_name="+",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        managed = False
+        db_table = "poll_report"
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"report #{self.pk} ({self.reason}) on poll #{self.poll_id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class ReportedPoll(Poll):
+    """A poll in the review queue: the admin lists only those with open reports."""
+
+    class Meta:
+        proxy = True
+        managed = False
+        verbose_name = "reported poll"
+        verbose_name_plural = "review queue"
