@@ -116,6 +116,9 @@ class UserAdmin(LargeTableAdmin):
     list_display_links = ("id", "username")
     list_filter = ("is_active", "is_staff", "is_superuser", ModeratorFilter)
     search_fields = ("username", "email")
+    # Each has an index; sorting by another column would sort every user (ids follow
+    # registration, so id is also the registration order).
+    sortable_by = ("id", "username", "email")
     fields = (
         "id",
         "username",

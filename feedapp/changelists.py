@@ -9,6 +9,8 @@ Facet counts (one count per filter choice) are off for the same reason.
 
 Related-object filters never list every row of the other table either: ChosenFilter
 offers only the object named in the URL (links from other pages lead there with it).
+Searches across a relation (a poll's question or its creator's name) look the related
+rows up first, so that each side is answered by its own index (matching_ids).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from django.db import connections, models
 from django.db.models import BigIntegerField, Func, QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
+from django.utils.text import smart_split, unescape_string_literal
 
 # Up to this many rows a changelist shows the exact count; a count this size is cheap.
 EXACT_COUNT_LIMIT = 10_000
 # A bigint has at most 19 digits; longer ids name nothing.
 MAX_ID_DIGITS = 19
+# Up to this many related rows a search matches are passed as a list of ids.
+SEARCH_IDS_LIMIT = 1_000
 
 
 def planner_estimate(queryset: QuerySet[Any]) -> int:
@@ -119,13 +124,25 @@ class CorrelatedCount(_Correlated):
         super().__init__(expression, table=table, column=column)
 
 
-class CorrelatedSum(_Correlated):
-    """`coalesce(sum(value), 0)` over the rows of `table` whose `column` equals the expression."""
+def search_words(search_term: str) -> list[str]:
+    """The words of a search, as Django's admin splits them ("quoted phrases" kept)."""
+    words = []
+    for word in smart_split(search_term):
+        if word.startswith(('"', "'")) and word[0] == word[-1]:
+            word = unescape_string_literal(word)
+        if word:
+            words.append(word)
+    return words
 
-    template = (
-        '(SELECT coalesce(sum(correlated."%(value)s"), 0) FROM "%(table)s" AS correlated'
-        ' WHERE correlated."%(column)s" = %(expressions)s)'
-    )
 
-    def __init__(self, table: str, column: str, value: str, expression: Any) -> None:
-        super().__init__(expression, table=table, column=column, value=value)
+def matching_ids(queryset: QuerySet[Any]) -> list[Any] | QuerySet[Any]:
+    """The primary keys `queryset` selects, for a filter `<relation>__in=`.
+
+    A list when there are at most SEARCH_IDS_LIMIT: `column IN (1, 2, ...)` is answered by
+    the column's index, also OR-ed with another indexed condition (one bitmap scan each).
+    Past that, the queryset itself as a subquery, which is slower but complete.
+    """
+    ids = list(queryset.order_by().values_list("pk", flat=True)[: SEARCH_IDS_LIMIT + 1])
+    if len(ids) <= SEARCH_IDS_LIMIT:
+        return ids
+    return queryset.order_by().values("pk")

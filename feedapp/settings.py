@@ -201,7 +201,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # `makemigrations` refuses to write any for the admin's unmanaged models.
 MIGRATION_MODULES = {
     app: None
-    for app in ("admin", "auth", "contenttypes", "sessions", "accounts", "polls", "moderation")
+    for app in (
+        "admin",
+        "auth",
+        "contenttypes",
+        "sessions",
+        "accounts",
+        "polls",
+        "moderation",
+        "votes",
+    )
 }
 
 # --- Valkey -----------------------------------------------------------------------------

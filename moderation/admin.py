@@ -20,7 +20,7 @@ from typing import Any, get_args
 from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Min, Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -33,7 +33,7 @@ from feedapp.sync_bridge import run_sync
 from moderation.models import Report, ReportedPoll
 from moderation.rows import Reason
 from moderation.services import do_ban_creator, do_dismiss_reports
-from polls.admin import HiddenFilter, PollFilter, delete_poll_as_staff, total_votes
+from polls.admin import HiddenFilter, PollFilter, delete_poll_as_staff, search_polls
 from polls.errors import NotAllowed
 from polls.models import Poll
 
@@ -46,14 +46,8 @@ def _short(text: str, length: int) -> str:
     return text if len(text) <= length else f"{text[: length - 1]}…"
 
 
-def _concrete(poll: Poll) -> Poll:
-    """The poll as polls.Poll, so that the admin log files it under the poll's own history."""
-    return Poll(**{field.attname: getattr(poll, field.attname) for field in Poll._meta.fields})
-
-
-def _by_reason(poll: Poll) -> str:
-    counts = [(reason, int(getattr(poll, f"open_{reason}", 0))) for reason in REASONS]
-    return ", ".join(f"{reason}: {count}" for reason, count in counts if count)
+def _by_reason(entry: ReportedPoll) -> str:
+    return ", ".join(f"{reason}: {count}" for reason, count in entry.by_reason().items())
 
 
 class ReasonFilter(admin.SimpleListFilter):
@@ -69,13 +63,17 @@ class ReasonFilter(admin.SimpleListFilter):
         return queryset
 
 
+class QueueHiddenFilter(HiddenFilter):
+    field = "poll__hidden_at"
+
+
 @admin.register(ReportedPoll)
 class ReviewQueueAdmin(LargeTableAdmin):
     list_display = (
-        "id",
-        "short_question",
+        "poll_id",
+        "question",
         "creator",
-        "poll_perms",
+        "visibility",
         "total_votes",
         "open_reports",
         "by_reason",
@@ -83,98 +81,94 @@ class ReviewQueueAdmin(LargeTableAdmin):
         "last_reported",
         "hidden",
     )
-    list_display_links = ("id", "short_question")
-    list_select_related = ("creator",)
-    list_filter = (ReasonFilter, HiddenFilter)
-    search_fields = ("question",)
+    list_display_links = ("poll_id", "question")
+    list_select_related = ("poll__creator", "poll__counts")
+    list_filter = (ReasonFilter, QueueHiddenFilter)
+    search_fields = ("poll__question", "poll__creator__username")
+    search_help_text = "Words of the question, or of the creator's username."
+    sortable_by = ("poll_id", "total_votes", "open_reports", "first_reported", "last_reported")
     fields = (
-        "id",
+        "poll_id",
         "question",
         "creator",
-        "poll_perms",
+        "visibility",
         "created_at",
         "expires_at",
         "hidden_at",
         "poll_page",
+        "open_reports",
+        "by_reason",
         "open_reports_list",
     )
     readonly_fields = fields
     actions = ("dismiss_reports", "delete_selected", "ban_creators")
 
-    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
-        # Newest report first (an annotation, which the `ordering` option cannot name).
-        return ("-last_reported",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ReportedPoll]:
-        # One inner join with the open reports, grouped by poll. Built
-        # here rather than by ModelAdmin, which orders before the annotations exist.
-        return (
-            self.model._default_manager.filter(
-                reports__isnull=False, reports__resolved_at__isnull=True
-            )
-            .annotate(
-                open_reports=Count("reports"),
-                **{
-                    f"open_{reason}": Count("reports", filter=Q(reports__reason=reason))
-                    for reason in REASONS
-                },
-                first_reported=Min("reports__created_at"),
-                last_reported=Max("reports__created_at"),
-                total_votes=total_votes(),
-            )
-            .order_by(*self.get_ordering(request))
-        )
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ReportedPoll], search_term: str
+    ) -> tuple[QuerySet[ReportedPoll], bool]:
+        return search_polls(queryset, search_term, prefix="poll__"), False
 
     # --- Columns and fields ---------------------------------------------------------------
 
-    @admin.display(description="question", ordering="question")
-    def short_question(self, poll: ReportedPoll) -> str:
-        return _short(poll.question, 80)
+    @admin.display(description="poll", ordering="poll_id")
+    def poll_id(self, entry: ReportedPoll) -> int:
+        return int(entry.pk)
 
-    @admin.display(description="votes", ordering="total_votes")
-    def total_votes(self, poll: ReportedPoll) -> int:
-        return int(getattr(poll, "total_votes", 0))
+    @admin.display(description="question")
+    def question(self, entry: ReportedPoll) -> str:
+        return _short(entry.poll.question, 80)
 
-    @admin.display(description="open reports", ordering="open_reports")
-    def open_reports(self, poll: ReportedPoll) -> int:
-        return int(getattr(poll, "open_reports", 0))
+    @admin.display(description="creator")
+    def creator(self, entry: ReportedPoll) -> str:
+        return str(entry.poll.creator)
+
+    @admin.display(description="visibility")
+    def visibility(self, entry: ReportedPoll) -> str:
+        return str(entry.poll.poll_perms)
+
+    @admin.display(description="created at")
+    def created_at(self, entry: ReportedPoll) -> Any:
+        return entry.poll.created_at
+
+    @admin.display(description="expires at")
+    def expires_at(self, entry: ReportedPoll) -> Any:
+        return entry.poll.expires_at
+
+    @admin.display(description="hidden since")
+    def hidden_at(self, entry: ReportedPoll) -> Any:
+        return entry.poll.hidden_at
+
+    @admin.display(description="votes", ordering="poll__counts__total_votes")
+    def total_votes(self, entry: ReportedPoll) -> int:
+        counts = getattr(entry.poll, "counts", None)
+        return counts.total_votes if counts is not None else 0
 
     @admin.display(description="by reason")
-    def by_reason(self, poll: ReportedPoll) -> str:
-        return _by_reason(poll)
-
-    @admin.display(description="first report", ordering="first_reported")
-    def first_reported(self, poll: ReportedPoll) -> Any:
-        return getattr(poll, "first_reported", None)
-
-    @admin.display(description="last report", ordering="last_reported")
-    def last_reported(self, poll: ReportedPoll) -> Any:
-        return getattr(poll, "last_reported", None)
+    def by_reason(self, entry: ReportedPoll) -> str:
+        return _by_reason(entry)
 
     @admin.display(boolean=True, description="hidden")
-    def hidden(self, poll: ReportedPoll) -> bool:
-        return poll.hidden_at is not None
+    def hidden(self, entry: ReportedPoll) -> bool:
+        return entry.poll.hidden_at is not None
 
     @admin.display(description="poll")
-    def poll_page(self, poll: ReportedPoll) -> SafeString:
-        page = reverse("admin:polls_poll_change", args=[poll.pk])
+    def poll_page(self, entry: ReportedPoll) -> SafeString:
+        page = reverse("admin:polls_poll_change", args=[entry.pk])
         reports = reverse("admin:moderation_report_changelist")
         return format_html(
             '<a href="{}">live counts and grants</a> · <a href="{}?poll={}">all its reports</a>',
             page,
             reports,
-            poll.pk,
+            entry.pk,
         )
 
-    @admin.display(description="open reports")
-    def open_reports_list(self, poll: ReportedPoll) -> SafeString:
+    @admin.display(description="newest open reports")
+    def open_reports_list(self, entry: ReportedPoll) -> SafeString:
         reports = list(
-            Report.objects.filter(poll_id=poll.pk, resolved_at__isnull=True)
+            Report.objects.filter(poll_id=entry.pk, resolved_at__isnull=True)
             .select_related("reporter")
             .order_by("-id")[:REPORTS_SHOWN]
         )
-        if not reports:
-            return format_html("{}", "none")
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -211,6 +205,10 @@ class ReviewQueueAdmin(LargeTableAdmin):
         # The queue's actions are logged on the poll itself: its history is there.
         return HttpResponseRedirect(reverse("admin:polls_poll_history", args=[object_id]))
 
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        # One poll is deleted by the action here, or on its own page in the polls admin.
+        return HttpResponseRedirect(reverse("admin:polls_poll_delete", args=[object_id]))
+
     # --- Actions ----------------------------------------------------------------------------
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
@@ -223,7 +221,7 @@ class ReviewQueueAdmin(LargeTableAdmin):
 
     @admin.action(permissions=["dismiss"], description="Dismiss the reports (and show the polls)")
     def dismiss_reports(self, request: HttpRequest, queryset: QuerySet[ReportedPoll]) -> None:
-        polls = {poll.pk: poll for poll in queryset}
+        polls = {entry.pk: entry.poll for entry in queryset.select_related("poll")}
         staff = signed_in_staff(request).as_actor()
         try:
             outcome = run_sync(do_dismiss_reports(list(polls), staff))
@@ -236,7 +234,7 @@ class ReviewQueueAdmin(LargeTableAdmin):
                 message = f"Dismissed {dismissed} open report(s)."
                 if shown:
                     message += " Shown to the public again."
-                self.log_change(request, _concrete(poll), message)
+                self.log_change(request, poll, message)
         self.message_user(
             request,
             f"Dismissed {outcome.total} report(s) on {len(outcome.reports)} poll(s).",
@@ -244,44 +242,43 @@ class ReviewQueueAdmin(LargeTableAdmin):
         )
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        # The polls and what goes with them, without listing every report, option and
-        # grant (a reported poll may have thousands). The service deletes them all; the
+        # The polls and their open reports, without listing every report, option and
+        # grant (a much-reported poll has thousands). The service deletes them all; the
         # right to delete polls, which the action checked, is all it takes.
-        polls = list(objs)
-        listed = [f"{poll} ({_by_reason(poll)})" for poll in polls]
-        reports = sum(int(getattr(poll, "open_reports", 0)) for poll in polls)
-        counts = {"polls": len(polls), "open reports": reports}
+        entries = list(objs)
+        listed = [f"{entry.poll} ({_by_reason(entry)})" for entry in entries]
+        counts = {
+            "polls": len(entries),
+            "open reports": sum(entry.open_reports for entry in entries),
+        }
         return listed, counts, set(), []
 
     def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        # Filed under each poll's own history, with what the users had reported.
         staff = signed_in_staff(request)
         return [
             LogEntry.objects.log_actions(
                 user_id=staff.pk,
-                queryset=[_concrete(poll)],
+                queryset=[entry.poll],
                 action_flag=DELETION,
-                change_message=f"Deleted from the review queue ({_by_reason(poll)}).",
+                change_message=f"Deleted from the review queue ({_by_reason(entry)}).",
                 single_object=True,
             )
-            for poll in queryset
+            for entry in queryset
         ]
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ReportedPoll]) -> None:
         """Delete each poll through polls.services: its reports go with it."""
-        for poll in queryset:
-            delete_poll_as_staff(request, poll.pk)
+        for entry in queryset:
+            delete_poll_as_staff(request, entry.pk)
 
     def delete_model(self, request: HttpRequest, obj: ReportedPoll) -> None:
         delete_poll_as_staff(request, obj.pk)
 
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
-        # Deleting one poll is the action's job (or the poll's own page in the polls admin).
-        return HttpResponseRedirect(reverse("admin:polls_poll_delete", args=[object_id]))
-
     @admin.action(permissions=["ban"], description="Ban the creators (resolves all their reports)")
     def ban_creators(self, request: HttpRequest, queryset: QuerySet[ReportedPoll]) -> None:
         staff = signed_in_staff(request)
-        creators = {poll.creator_id: poll.creator for poll in queryset.select_related("creator")}
+        creators = {entry.poll.creator_id: entry.poll.creator for entry in queryset}
         banned, refused = [], []
         for creator in creators.values():
             if not staff.may_ban(creator):

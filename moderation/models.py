@@ -56,11 +56,40 @@ class Report(models.Model):
         return self.resolved_at is None
 
 
-class ReportedPoll(Poll):
-    """A poll in the review queue: the admin lists only those with open reports."""
+class ReportedPoll(models.Model):
+    """A poll in the review queue: its open reports, counted by reason.
+
+    The view poll_report_queue aggregates the open reports per poll; the queue joins the
+    poll (and its creator) only for the rows of the page it shows.
+    """
+
+    poll = models.OneToOneField(
+        Poll,
+        primary_key=True,
+        # A view has no constraints: the row goes when the poll's open reports do.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    open_reports = models.BigIntegerField("open reports")
+    open_spam = models.BigIntegerField()
+    open_abuse = models.BigIntegerField()
+    open_illegal = models.BigIntegerField()
+    open_other = models.BigIntegerField()
+    first_reported = models.DateTimeField("first report")
+    last_reported = models.DateTimeField("last report")
 
     class Meta:
-        proxy = True
         managed = False
+        db_table = "poll_report_queue"
+        ordering = ["-last_reported"]
         verbose_name = "reported poll"
         verbose_name_plural = "review queue"
+
+    def __str__(self) -> str:
+        return str(self.poll)
+
+    def by_reason(self) -> dict[str, int]:
+        """Open reports per reason, only the reasons given."""
+        counts = {reason: getattr(self, f"open_{reason}") for reason in get_args(Reason)}
+        return {reason: count for reason, count in counts.items() if count}

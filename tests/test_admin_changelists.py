@@ -19,8 +19,6 @@ from tests.polls import db_counts, make_poll
 from tests.users import client_for, make_user
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.django_db
-
 POLLS = "/admin/polls/poll/"
 USERS = "/admin/accounts/user/"
 

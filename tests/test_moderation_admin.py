@@ -33,8 +33,6 @@ from tests.sse_client import LiveStream
 from tests.users import client_for, make_user
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.django_db
-
 QUEUE = "/admin/moderation/reportedpoll/"
 REPORTS = "/admin/moderation/report/"
 POLLS = "/admin/polls/poll/"

@@ -31,6 +31,21 @@ CREATE INDEX poll_report_resolved_by_idx ON poll_report (resolved_by)
 CREATE INDEX poll_report_open_idx ON poll_report (poll_id, created_at, reason)
     WHERE resolved_at IS NULL;
 
+-- The review queue: one row per poll with open reports, counted by reason. The
+-- aggregate comes first and the queue joins polls and users only for the page it shows.
+CREATE VIEW poll_report_queue AS
+SELECT poll_id,
+       count(*) AS open_reports,
+       count(*) FILTER (WHERE reason = 'spam') AS open_spam,
+       count(*) FILTER (WHERE reason = 'abuse') AS open_abuse,
+       count(*) FILTER (WHERE reason = 'illegal') AS open_illegal,
+       count(*) FILTER (WHERE reason = 'other') AS open_other,
+       min(created_at) AS first_reported,
+       max(created_at) AS last_reported
+FROM poll_report
+WHERE resolved_at IS NULL
+GROUP BY poll_id;
+
 -- Set while a poll is hidden from the public because enough users reported it
 -- (REPORTS_AUTOHIDE_THRESHOLD); cleared when a moderator dismisses the reports.
 ALTER TABLE poll ADD COLUMN hidden_at timestamptz;
@@ -79,6 +94,7 @@ AS $$
 $$;
 DROP INDEX poll_hidden_idx;
 ALTER TABLE poll DROP COLUMN hidden_at;
+DROP VIEW poll_report_queue;
 DROP TABLE poll_report;
 DROP TYPE report_resolution;
 DROP TYPE report_reason;

@@ -99,9 +99,13 @@ SELECT
     array(SELECT DISTINCT poll_id FROM counted ORDER BY poll_id) AS touched_polls
 
 -- name: bump_versions
-INSERT INTO poll_counts_version AS v (poll_id, version)
-SELECT unnest(%(poll_ids)s::bigint[]), 1
-ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1
+-- A new counts version for each touched poll, with its total votes summed again from its
+-- vote_count rows (just changed in this transaction, so cached): the admin sorts by it.
+INSERT INTO poll_counts_version AS v (poll_id, version, total_votes)
+SELECT p.poll_id, 1,
+       coalesce((SELECT sum(c.vote_count) FROM vote_count c WHERE c.poll_id = p.poll_id), 0)
+FROM unnest(%(poll_ids)s::bigint[]) AS p (poll_id)
+ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1, total_votes = excluded.total_votes
 
 -- name: poll_counts
 -- Absolute counts in presentation order (zeros included) and the counts version.
