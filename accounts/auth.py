@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.http import HttpRequest
-from ninja.errors import HttpError
 
+from accounts.rows import UserRow
 from accounts.tokens import Claims, read_token
-from accounts.users import User, get_user
+from accounts.users import get_user
+from feedapp.errors import NotAuthenticated
 
 COOKIE_NAME = "feedapp_session_token"
 
@@ -19,7 +20,7 @@ def session_claims(request: HttpRequest) -> Claims | None:
     return request.feedapp_claims  # type: ignore[attr-defined]
 
 
-async def optional_user(request: HttpRequest) -> User | None:
+async def optional_user(request: HttpRequest) -> UserRow | None:
     """The active user behind the session cookie, or None (anonymous, invalid, banned)."""
     if hasattr(request, "feedapp_user"):
         return request.feedapp_user
@@ -31,9 +32,9 @@ async def optional_user(request: HttpRequest) -> User | None:
     return user
 
 
-async def require_user(request: HttpRequest) -> User:
-    """The active user behind the session cookie; 401 otherwise."""
+async def require_user(request: HttpRequest) -> UserRow:
+    """The active user behind the session cookie; NotAuthenticated otherwise."""
     user = await optional_user(request)
     if user is None:
-        raise HttpError(401, "Not authenticated")
+        raise NotAuthenticated()
     return user

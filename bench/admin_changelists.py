@@ -239,7 +239,7 @@ def migrate() -> None:
 
 def make_staff() -> str:
     from accounts.services import do_create_user
-    from feedapp.sync_bridge import run_sync
+    from db.sync_bridge import run_sync
 
     name = f"bench_staff_{uuid.uuid4().hex[:8]}"
     run_sync(do_create_user(name, f"{name}@bench.test", STAFF_PASSWORD, is_staff=True))

@@ -28,13 +28,13 @@ from django.utils.safestring import SafeString
 
 from accounts.admin import signed_in_staff
 from accounts.models import User
+from db.sync_bridge import run_sync
 from feedapp.changelists import ChosenFilter, LargeTableAdmin
-from feedapp.sync_bridge import run_sync
+from feedapp.errors import Forbidden
 from moderation.models import Report, ReportedPoll
 from moderation.rows import Reason
 from moderation.services import do_ban_creator, do_dismiss_reports
 from polls.admin import HiddenFilter, PollFilter, delete_poll_as_staff, search_polls
-from polls.errors import NotAllowed
 from polls.models import Poll
 
 REASONS: tuple[Reason, ...] = get_args(Reason)
@@ -225,7 +225,7 @@ class ReviewQueueAdmin(LargeTableAdmin):
         staff = signed_in_staff(request).as_actor()
         try:
             outcome = run_sync(do_dismiss_reports(list(polls), staff))
-        except NotAllowed:
+        except Forbidden:
             raise PermissionDenied from None
         for poll_id, poll in polls.items():
             dismissed = outcome.reports.get(poll_id, 0)
@@ -286,7 +286,7 @@ class ReviewQueueAdmin(LargeTableAdmin):
                 continue
             try:
                 outcome = run_sync(do_ban_creator(creator.pk, staff.as_actor()))
-            except NotAllowed:
+            except Forbidden:
                 raise PermissionDenied from None
             resolved = outcome.resolved
             if outcome.banned:

@@ -1,12 +1,11 @@
-"""Why a report was refused, beyond the poll errors (401, 404) it shares with polls."""
+"""Moderation's own refusals, in the project's error vocabulary (feedapp.errors)."""
 
 from __future__ import annotations
 
-from polls.errors import PollError
+from feedapp.errors import Conflict
 
 
-class AlreadyReported(PollError):
+class AlreadyReported(Conflict):
     """The caller already has an open report on this poll."""
 
-    status_code = 409
     message = "You have already reported this poll"

@@ -20,13 +20,14 @@ import psycopg
 from django.conf import settings
 
 from accounts import throttle
+from accounts.rows import UserRow
 from accounts.services import do_deactivate_user
-from accounts.users import User
 from db.pool import connection
 from db.sql import fetch_all, fetch_one, fetch_value, queries
+from feedapp.errors import Forbidden, NotAuthenticated
 from moderation.errors import AlreadyReported
 from moderation.rows import IdRow, Reason, ReportTarget, ResolvedReports
-from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
+from polls.errors import PollNotFound
 
 log = logging.getLogger(__name__)
 Q = queries("moderation")
@@ -67,7 +68,7 @@ def _report_rate() -> throttle.Rate:
 
 
 async def do_report_poll(
-    poll_id: int, reporter: User | None, reason: Reason, note: str | None = None
+    poll_id: int, reporter: UserRow | None, reason: Reason, note: str | None = None
 ) -> FiledReport:
     """File `reporter`'s report on a poll they may view.
 
@@ -112,20 +113,20 @@ async def do_report_poll(
     return FiledReport(report_id, hid)
 
 
-async def _require_active_staff(conn: psycopg.AsyncConnection, staff: User) -> None:
+async def _require_active_staff(conn: psycopg.AsyncConnection, staff: UserRow) -> None:
     if await fetch_value(conn, Q["lock_active_staff"], {"staff_id": staff.id}) is None:
         log.warning("user %d is not active staff: moderation refused", staff.id)
-        raise NotAllowed()
+        raise Forbidden()
 
 
 def _per_poll(rows: Sequence[ResolvedReports]) -> dict[int, int]:
     return {row.poll_id: row.reports for row in rows}
 
 
-async def do_dismiss_reports(poll_ids: Sequence[int], staff: User) -> Resolved:
+async def do_dismiss_reports(poll_ids: Sequence[int], staff: UserRow) -> Resolved:
     """Dismiss the open reports of these polls and show hidden ones to the public again.
 
-    NotAllowed unless `staff` is active staff. Polls without open reports are left as
+    Forbidden unless `staff` is active staff. Polls without open reports are left as
     they are, except that a hidden one is shown again.
     """
     params = {"poll_ids": list(poll_ids), "staff_id": staff.id}
@@ -144,10 +145,10 @@ async def do_dismiss_reports(poll_ids: Sequence[int], staff: User) -> Resolved:
     return outcome
 
 
-async def do_ban_creator(creator_id: int, staff: User) -> Ban:
+async def do_ban_creator(creator_id: int, staff: UserRow) -> Ban:
     """Ban a user (accounts.services) and resolve the open reports on all their polls.
 
-    NotAllowed unless `staff` is active staff; who may be banned (not oneself, not a
+    Forbidden unless `staff` is active staff; who may be banned (not oneself, not a
     superuser unless one is) is the admin's rule (accounts.models.User.may_ban). The
     polls stay, hidden ones hidden. Calling it again resolves reports filed since.
     """

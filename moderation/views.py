@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from ninja import Router, Status
-from ninja.errors import HttpError
 
 from accounts.auth import require_user
-from feedapp.errors import Detail, ValidationDetail
+from feedapp.schemas import Detail, ValidationDetail
 from moderation.schemas import ReportPoll, ReportReceived
 from moderation.services import do_report_poll
-from polls.errors import PollError
 from polls.views import PollId
 
 router = Router(tags=["moderation"])
@@ -34,8 +32,5 @@ async def report_poll(
     request: HttpRequest, poll_id: PollId, payload: ReportPoll
 ) -> Status[ReportReceived]:
     """Flag a poll you can see for review; the poll's creator never learns who reported it."""
-    try:
-        await do_report_poll(poll_id, await require_user(request), payload.reason, payload.note)
-    except PollError as error:
-        raise HttpError(error.status_code, error.message) from error
+    await do_report_poll(poll_id, await require_user(request), payload.reason, payload.note)
     return Status(202, ReportReceived(status="received"))

@@ -21,11 +21,12 @@ from django.utils.safestring import SafeString
 
 from accounts.admin import signed_in_staff
 from accounts.models import User
+from db.sync_bridge import run_sync
 from feedapp.changelists import ChosenFilter, LargeTableAdmin, matching_ids, search_words
-from feedapp.sync_bridge import run_sync
-from polls.errors import NotAllowed, PollNotFound
+from feedapp.errors import Forbidden
+from polls.errors import PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
-from polls.services import do_delete_poll_as_staff_sync, do_revoke_grants
+from polls.services import do_delete_poll_as_staff, do_revoke_grants
 from votes.counts import read_counts
 
 
@@ -111,11 +112,11 @@ def search_polls(queryset: QuerySet[Any], search_term: str, prefix: str = "") ->
 def delete_poll_as_staff(request: HttpRequest, poll_id: int) -> None:
     """Delete a poll through the service the API uses: cascade, counts dropped, streams told."""
     try:
-        do_delete_poll_as_staff_sync(poll_id, signed_in_staff(request).as_actor())
+        run_sync(do_delete_poll_as_staff(poll_id, signed_in_staff(request).as_actor()))
     except PollNotFound:
         # Deleted by someone else meanwhile, whose call ran the hooks: gone as asked.
         pass
-    except NotAllowed:
+    except Forbidden:
         raise PermissionDenied from None
 
 
@@ -238,6 +239,11 @@ class PollAdmin(LargeTableAdmin):
     )
     readonly_fields = fields
     inlines = (VoteOptionInline, PollGrantInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Poll]:
+        # Every poll has its counts row (made with it). Saying so makes the join an inner
+        # one, through which PostgreSQL sorts by the total's index (poll id included).
+        return super().get_queryset(request).filter(counts__isnull=False)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Poll], search_term: str

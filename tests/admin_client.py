@@ -11,8 +11,8 @@ import httpx
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from accounts.rows import UserRow
 from accounts.services import do_create_user
-from accounts.users import User
 from db.pool import connection
 from db.sql import fetch_all
 from tests.accounts_client import AddressedClient
@@ -41,7 +41,7 @@ class AdminClient(AddressedClient):
 
 @dataclass(frozen=True)
 class Admin:
-    user: User
+    user: UserRow
     password: str
     client: AdminClient
 

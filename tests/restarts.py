@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from db.pool import close_async_pool, close_sync_pool
-from feedapp.sync_bridge import run_sync
+from db.sync_bridge import run_sync
 from stack import postgres as postgres_service
 from stack.profiles import get_profile
 

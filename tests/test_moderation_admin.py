@@ -17,9 +17,9 @@ from django.contrib.admin.models import CHANGE, DELETION
 from django.test import override_settings
 
 from accounts.auth import COOKIE_NAME
+from accounts.rows import UserRow
 from accounts.services import do_create_user
 from accounts.tokens import issue_token
-from accounts.users import User
 from db.pool import connection
 from db.sql import fetch_all
 from moderation.admin import ReviewQueueAdmin
@@ -69,7 +69,7 @@ def sort_by(column: str, descending: bool = True) -> str:
     return f"-{index}" if descending else str(index)
 
 
-async def reported(poll: SamplePoll, *reasons: str) -> list[User]:
+async def reported(poll: SamplePoll, *reasons: str) -> list[UserRow]:
     """The poll reported once per reason, each by a new user; the reporters."""
     reporters = []
     for reason in reasons:
@@ -222,7 +222,7 @@ async def test_banning_a_creator_from_the_queue_ends_their_session_and_resolves_
     identity = new_identity("creator")
     creator_client = AddressedClient()
     info = await register(creator_client, identity)
-    creator = User(info["id"], identity["username"], identity["email"], True, False)
+    creator = UserRow(info["id"], identity["username"], identity["email"], True, False)
     first, second = await make_poll(creator), await make_poll(creator)
     bystander = await make_poll(await make_user())
     for poll in (first, second, bystander):

@@ -11,12 +11,12 @@ from django.conf import settings
 from django.test import override_settings
 
 from accounts import throttle
+from accounts.rows import UserRow
 from accounts.services import do_create_user
-from accounts.users import User
 from db.pool import connection
 from db.sql import fetch_all
+from feedapp.errors import Forbidden
 from moderation.services import REPORTS_BY_USER, do_dismiss_reports, do_report_poll
-from polls.errors import NotAllowed
 from polls.services import do_grant_moderator
 from tests.accounts_client import new_identity
 from tests.poll_helpers import feed_ids
@@ -47,7 +47,7 @@ async def stored_reports(poll_id: int) -> list[StoredReport]:
         )
 
 
-async def report(user: User | None, poll_id: int | str, body: object = None):
+async def report(user: UserRow | None, poll_id: int | str, body: object = None):
     return await client_for(user).post(
         f"/api/poll/{poll_id}/report",
         body if body is not None else {"reason": "spam"},
@@ -56,16 +56,16 @@ async def report(user: User | None, poll_id: int | str, body: object = None):
 
 
 @pytest.fixture
-async def reporters() -> AsyncIterator[list[User]]:
+async def reporters() -> AsyncIterator[list[UserRow]]:
     """Users whose report budget is cleared after the test (the test Valkey outlives runs,
     and the next run's users get the same ids)."""
-    made: list[User] = []
+    made: list[UserRow] = []
     yield made
     for user in made:
         await throttle.clear(REPORTS_BY_USER, str(user.id))
 
 
-async def make_staff() -> User:
+async def make_staff() -> UserRow:
     identity = new_identity("staff")
     return await do_create_user(
         identity["username"], identity["email"], identity["password"], is_staff=True
@@ -222,13 +222,13 @@ async def test_the_route_is_in_the_openapi_schema(api) -> None:
 
 @dataclass(frozen=True)
 class Audience:
-    owner: User
-    shared_with: User
-    moderator: User
-    stranger: User
+    owner: UserRow
+    shared_with: UserRow
+    moderator: UserRow
+    stranger: UserRow
 
 
-async def audience_of(poll_owner: User) -> tuple[SamplePoll, Audience]:
+async def audience_of(poll_owner: UserRow) -> tuple[SamplePoll, Audience]:
     """A public poll and the people around it: its creator, a user it was shared with,
     a moderator and a stranger."""
     poll = await make_poll(poll_owner)
@@ -255,7 +255,7 @@ async def statuses(poll_id: int, audience: Audience) -> dict[str, int]:
     return found
 
 
-async def in_public_feed(poll_id: int, user: User | None = None) -> bool:
+async def in_public_feed(poll_id: int, user: UserRow | None = None) -> bool:
     return await feed_ids(client_for(user), before=poll_id + 1, limit=1) == [poll_id]
 
 
@@ -300,7 +300,7 @@ async def test_auto_hide_takes_a_poll_out_of_public_view_until_dismissed() -> No
     # Hidden, it is not reported any more by those who cannot see it.
     assert (await report(await make_user(), poll.id)).status_code == 404
 
-    with pytest.raises(NotAllowed):
+    with pytest.raises(Forbidden):
         await do_dismiss_reports([poll.id], audience.moderator)  # a moderator is not staff
     dismissed = await do_dismiss_reports([poll.id], staff)
     assert dismissed.reports == {poll.id: 3}

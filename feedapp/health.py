@@ -10,9 +10,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
-from db.cache import get_async_valkey
 from db.pool import get_async_pool
-from feedapp import broker
+from db.valkey import get_async_valkey
+from votes import broker
 
 log = logging.getLogger(__name__)
 router = Router(tags=["service"])
@@ -45,13 +45,20 @@ async def _kafka_ok() -> None:
         raise ConnectionError("no metadata answer")
 
 
-@router.get("/health", response=StatusOk, summary="Liveness")
+# The operation ids are those of the module's earlier name (feedapp.service), which
+# generated clients know.
+@router.get("/health", response=StatusOk, summary="Liveness", operation_id="feedapp_service_health")
 async def health(request: HttpRequest) -> StatusOk:
     """200 while the process runs."""
     return StatusOk(status="ok")
 
 
-@router.get("/ready", response={200: StatusOk, 503: NotReady}, summary="Readiness")
+@router.get(
+    "/ready",
+    response={200: StatusOk, 503: NotReady},
+    summary="Readiness",
+    operation_id="feedapp_service_ready",
+)
 async def ready(request: HttpRequest) -> Status[StatusOk | NotReady]:
     """200 when PostgreSQL, Valkey and Kafka answer; else 503 naming what is down."""
     checks = {"postgresql": _postgres_ok(), "valkey": _valkey_ok(), "kafka": _kafka_ok()}
