@@ -310,8 +310,10 @@ def pages() -> list[tuple[str, str]]:
 
 def _rows_shown(page: bytes) -> str:
     """How many rows a changelist page lists ("-" for other pages)."""
+    if b'id="changelist"' not in page:
+        return "-"
     table = re.search(rb'<table id="result_list">.*?<tbody>(.*?)</tbody>', page, re.S)
-    return str(table.group(1).count(b"<tr")) if table else "-"
+    return str(table.group(1).count(b"<tr")) if table else "0"
 
 
 def cpu_seconds(pid: int) -> float:

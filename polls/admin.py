@@ -223,8 +223,8 @@ class PollAdmin(LargeTableAdmin):
     list_filter = (ExpiredFilter, "poll_perms", HiddenFilter, CreatorFilter)
     search_fields = ("question", "creator__username")
     search_help_text = "Words of the question, or of the creator's username."
-    # Each has an index; sorting by another column would sort every poll (ids follow
-    # creation, so id is also the creation order).
+    # Sorting by another column would sort every poll row (ids follow creation, so id is
+    # also the creation order); the total votes are one narrow row per poll.
     sortable_by = ("id", "total_votes")
     fields = (
         "id",
@@ -242,7 +242,7 @@ class PollAdmin(LargeTableAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Poll]:
         # Every poll has its counts row (made with it). Saying so makes the join an inner
-        # one, through which PostgreSQL sorts by the total's index (poll id included).
+        # one, which leaves PostgreSQL free to read polls in the order of either table.
         return super().get_queryset(request).filter(counts__isnull=False)
 
     def get_search_results(

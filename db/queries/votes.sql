@@ -99,12 +99,14 @@ SELECT
     array(SELECT DISTINCT poll_id FROM counted ORDER BY poll_id) AS touched_polls
 
 -- name: bump_versions
--- A new counts version for each touched poll, with its total votes summed again from its
--- vote_count rows (just changed in this transaction, so cached): the admin sorts by it.
+-- A new counts version for each touched poll (one whose counts changed, so it has counts
+-- rows), with its total votes summed again from them in this transaction: the admin
+-- shows and sorts polls by it, and it never drifts from the counts.
 INSERT INTO poll_counts_version AS v (poll_id, version, total_votes)
-SELECT p.poll_id, 1,
-       coalesce((SELECT sum(c.vote_count) FROM vote_count c WHERE c.poll_id = p.poll_id), 0)
-FROM unnest(%(poll_ids)s::bigint[]) AS p (poll_id)
+SELECT c.poll_id, 1, sum(c.vote_count)
+FROM vote_count c
+WHERE c.poll_id = ANY (%(poll_ids)s::bigint[])
+GROUP BY c.poll_id
 ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1, total_votes = excluded.total_votes
 
 -- name: poll_counts
