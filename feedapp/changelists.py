@@ -25,10 +25,10 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.text import smart_split, unescape_string_literal
 
+from db.ids import MAX_ID_DIGITS
+
 # Up to this many rows a changelist shows the exact count; a count this size is cheap.
 EXACT_COUNT_LIMIT = 10_000
-# A bigint has at most 19 digits; longer ids name nothing.
-MAX_ID_DIGITS = 19
 # Up to this many related rows a search matches are passed as a list of ids.
 SEARCH_IDS_LIMIT = 1_000
 

@@ -1,9 +1,9 @@
 """Reports as an unmanaged model, and the review queue as a view of polls, for the admin.
 
 The data layer is SQL (moderation/services.py, db/queries/moderation.sql): these
-models only let the admin list, filter and show rows, and every change goes through
-moderation.services (or polls.services and accounts.services, whose deletions and
-bans it uses). dbmate owns the table; tests/test_admin_schema.py compares them.
+read-only models (db.readonly) only let the admin list, filter and show rows, and every
+change goes through moderation.services (or polls.services and accounts.services, whose
+deletions and bans it uses). dbmate owns the table; tests/test_admin_schema.py compares them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from django.db import models
 from django.db.models.functions import Now
 
 from db.fields import EnumField
+from db.readonly import ReadOnly, ReadOnlyManager
 from moderation.rows import Reason, Resolution
 from polls.models import Poll
 
 
-class Report(models.Model):
+class Report(ReadOnly):
     id = models.BigAutoField(primary_key=True)
     poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="reports")
     reporter = models.ForeignKey(
@@ -43,6 +44,8 @@ class Report(models.Model):
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
 
+    objects = ReadOnlyManager["Report"]()
+
     class Meta:
         managed = False
         db_table = "poll_report"
@@ -56,7 +59,7 @@ class Report(models.Model):
         return self.resolved_at is None
 
 
-class ReportedPoll(models.Model):
+class ReportedPoll(ReadOnly):
     """A poll in the review queue: its open reports, counted by reason.
 
     The view poll_report_queue aggregates the open reports per poll; the queue joins the
@@ -78,6 +81,8 @@ class ReportedPoll(models.Model):
     open_other = models.BigIntegerField()
     first_reported = models.DateTimeField("first report")
     last_reported = models.DateTimeField("last report")
+
+    objects = ReadOnlyManager["ReportedPoll"]()
 
     class Meta:
         managed = False

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, DELETION
 from django.test import override_settings
@@ -21,10 +22,11 @@ from accounts.rows import UserRow
 from accounts.services import do_create_user
 from accounts.tokens import issue_token
 from db.pool import connection
+from db.readonly import ReadOnlyModel
 from db.sql import fetch_all
 from moderation.admin import ReviewQueueAdmin
+from moderation.models import Report, ReportedPoll
 from moderation.services import do_report_poll
-from polls.events import on_poll_deleted, remove_poll_deleted_hook
 from tests.accounts_client import AddressedClient, new_identity, register
 from tests.admin_client import admin_log, make_admin
 from tests.polls import SamplePoll, make_poll
@@ -32,23 +34,12 @@ from tests.servers import Server, start_server
 from tests.sse_client import LiveStream
 from tests.users import client_for, make_user
 from tests.waiting import eventually
+from votes.models import PollCounts
 
 QUEUE = "/admin/moderation/reportedpoll/"
 REPORTS = "/admin/moderation/report/"
 POLLS = "/admin/polls/poll/"
 USERS = "/admin/accounts/user/"
-
-
-@pytest.fixture
-def deleted_polls() -> Iterator[list[int]]:
-    seen: list[int] = []
-
-    async def hook(poll_id: int) -> None:
-        seen.append(poll_id)
-
-    on_poll_deleted(hook)
-    yield seen
-    remove_poll_deleted_hook(hook)
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +276,27 @@ async def test_only_staff_work_the_queue() -> None:
     index = await root.client.get("/admin/")
     assert b"Review queue" in index.content
     assert b"Reports" in index.content
+
+
+async def test_the_moderation_models_read_only() -> None:
+    poll = await make_poll(await make_user())
+    await reported(poll, "spam")
+
+    def attempts() -> dict[str, bool]:
+        outcomes = {}
+        for name, write in {
+            "report update": lambda: Report.objects.filter(poll_id=poll.id).update(note="x"),
+            "report delete": lambda: Report.objects.get(poll_id=poll.id).delete(),
+            "queue delete": lambda: ReportedPoll.objects.filter(pk=poll.id).delete(),
+            "counts update": lambda: PollCounts.objects.filter(pk=poll.id).update(version=0),
+        }.items():
+            try:
+                write()
+                outcomes[name] = False
+            except ReadOnlyModel:
+                outcomes[name] = True
+        return outcomes
+
+    outcomes = await sync_to_async(attempts)()
+    assert outcomes == dict.fromkeys(outcomes, True)
+    assert await report_states(poll.id) == [ReportState(None, None)]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from django.db import models
 
+from db.readonly import ReadOnly, ReadOnlyManager
 from polls.models import Poll
 
 
-class PollCounts(models.Model):
+class PollCounts(ReadOnly):
     poll = models.OneToOneField(
         Poll, primary_key=True, on_delete=models.CASCADE, related_name="counts"
     )
@@ -20,6 +21,8 @@ class PollCounts(models.Model):
     version = models.BigIntegerField()
     # The sum of the poll's vote_count rows, as of that version.
     total_votes = models.BigIntegerField("votes")
+
+    objects = ReadOnlyManager["PollCounts"]()
 
     class Meta:
         managed = False
