@@ -21,8 +21,3 @@ class ResolvedReports:
 
     poll_id: int
     reports: int
-
-
-@dataclass(frozen=True)
-class IdRow:
-    id: int

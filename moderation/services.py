@@ -26,8 +26,9 @@ from db.pool import connection
 from db.sql import fetch_all, fetch_one, fetch_value, queries
 from feedapp.errors import Forbidden, NotAuthenticated
 from moderation.errors import AlreadyReported
-from moderation.rows import IdRow, Reason, ReportTarget, ResolvedReports
+from moderation.rows import Reason, ReportTarget, ResolvedReports
 from polls.errors import PollNotFound
+from polls.rows import IdRow
 
 log = logging.getLogger(__name__)
 Q = queries("moderation")
