@@ -25,7 +25,9 @@ Note = Annotated[
 ]
 
 
-class ReportPoll(Schema):
+# Class names are the OpenAPI component names, in the first backend's style
+# (CreatePollPayload, VotePayload).
+class ReportPollPayload(Schema):
     model_config = ConfigDict(extra="forbid")
 
     reason: Reason

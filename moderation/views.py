@@ -7,7 +7,7 @@ from ninja import Router, Status
 
 from accounts.auth import require_user
 from feedapp.schemas import Detail, ValidationDetail
-from moderation.schemas import ReportPoll, ReportReceived
+from moderation.schemas import ReportPollPayload, ReportReceived
 from moderation.services import do_report_poll
 from polls.views import PollId
 
@@ -29,7 +29,7 @@ router = Router(tags=["moderation"])
     auth=require_user,
 )
 async def report_poll(
-    request: HttpRequest, poll_id: PollId, payload: ReportPoll
+    request: HttpRequest, poll_id: PollId, payload: ReportPollPayload
 ) -> Status[ReportReceived]:
     """Flag a poll you can see for review; the poll's creator never learns who reported it."""
     await do_report_poll(poll_id, await require_user(request), payload.reason, payload.note)

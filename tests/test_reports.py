@@ -207,13 +207,13 @@ async def test_the_route_is_in_the_openapi_schema(api) -> None:
     assert operation["operationId"] == "report_poll"
     assert set(operation["responses"]) == {"202", "401", "404", "409", "422", "429"}
     components = schema["components"]["schemas"]
-    assert components["ReportPoll"]["properties"]["reason"]["enum"] == [
+    assert components["ReportPollPayload"]["properties"]["reason"]["enum"] == [
         "spam",
         "abuse",
         "illegal",
         "other",
     ]
-    assert components["ReportPoll"]["required"] == ["reason"]
+    assert components["ReportPollPayload"]["required"] == ["reason"]
     assert set(components["ReportReceived"]["properties"]) == {"status"}
 
 
