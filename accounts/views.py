@@ -7,22 +7,26 @@ from ninja import Router, Status
 from ninja.errors import HttpError
 
 from accounts.addresses import client_address
-from accounts.auth import require_user
+from accounts.auth import SESSION_REQUIRED, require_user
 from accounts.cookies import clear_session_cookie, set_session_cookie
-from accounts.schemas import LoginIn, RegisterIn, UserInfo
+from accounts.schemas import CreateUserPayload, LoginPayload, UserInfo
 from accounts.services import BAD_CREDENTIALS, BadCredentials, Conflict, do_login, do_register_user
-from feedapp.errors import Detail, ValidationDetail
+from feedapp.errors import Detail, HTTPValidationError
 
 router = Router(tags=["accounts"])
+
+# Every route names its OpenAPI operation (`operation_id`): generated clients derive their
+# function names from it, and these are the first backend's, which its frontend imports.
 
 
 @router.post(
     "/register",
-    response={201: UserInfo, 409: Detail, 422: ValidationDetail, 429: Detail},
+    response={201: UserInfo, 409: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="register_user",
     summary="Register",
 )
 async def register(
-    request: HttpRequest, payload: RegisterIn, response: HttpResponse
+    request: HttpRequest, payload: CreateUserPayload, response: HttpResponse
 ) -> Status[UserInfo]:
     """Create an account and sign in (sets the session cookie)."""
     try:
@@ -37,10 +41,13 @@ async def register(
 
 @router.post(
     "/login",
-    response={204: None, 401: Detail, 422: ValidationDetail, 429: Detail},
+    response={204: None, 401: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="login",
     summary="Log in",
 )
-async def login(request: HttpRequest, payload: LoginIn, response: HttpResponse) -> Status[None]:
+async def login(
+    request: HttpRequest, payload: LoginPayload, response: HttpResponse
+) -> Status[None]:
     """Sign in by username or email (sets the session cookie)."""
     try:
         user_id = await do_login(payload.username, payload.password, client_address(request))
@@ -50,14 +57,20 @@ async def login(request: HttpRequest, payload: LoginIn, response: HttpResponse) 
     return Status(204, None)
 
 
-@router.post("/logout", response={204: None}, summary="Log out")
+@router.post("/logout", response={204: None}, operation_id="logout", summary="Log out")
 async def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
     """Clear the session cookie."""
     clear_session_cookie(response)
     return Status(204, None)
 
 
-@router.get("/me", response={200: UserInfo, 401: Detail}, summary="Current user")
+@router.get(
+    "/me",
+    response={200: UserInfo, 401: Detail},
+    operation_id="read_users_me",
+    summary="Current user",
+    auth=SESSION_REQUIRED,
+)
 async def me(request: HttpRequest) -> UserInfo:
     """The signed-in user."""
     user = await require_user(request)

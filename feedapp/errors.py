@@ -5,10 +5,14 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
-from ninja.errors import ValidationError
+from ninja.errors import ValidationError as RequestInvalid
 
 from accounts.throttle import TooManyRequests
 from feedapp.middleware import body_too_large
+
+# The class names are the OpenAPI component names, which generated clients turn into
+# type names: `HTTPValidationError` and `ValidationError` are FastAPI's, as the first
+# backend served them (see docs/openapi.json).
 
 
 class Detail(Schema):
@@ -17,23 +21,25 @@ class Detail(Schema):
     detail: str
 
 
-class ValidationIssue(Schema):
+class ValidationError(Schema):
+    """One issue of a 422 answer: where (`loc`), what (`msg`) and its kind (`type`)."""
+
     type: str
     loc: list[str | int]
     msg: str
 
 
-class ValidationDetail(Schema):
+class HTTPValidationError(Schema):
     """A 422 answer: what was wrong with the request, one issue per field."""
 
-    detail: list[ValidationIssue]
+    detail: list[ValidationError]
 
 
 def install_error_handlers(api: NinjaAPI) -> None:
     """Answer validation errors, throttling and oversized bodies in the contract's shapes."""
 
     def validation_error(request: HttpRequest, exc: object) -> HttpResponse:
-        assert isinstance(exc, ValidationError)
+        assert isinstance(exc, RequestInvalid)
         # Exactly type, loc and msg: pydantic's `ctx` and `input` may echo what was sent,
         # and a password must never come back.
         issues = [
@@ -52,6 +58,6 @@ def install_error_handlers(api: NinjaAPI) -> None:
         # A body sent without Content-Length passes the middleware and is caught when read.
         return body_too_large()
 
-    api.add_exception_handler(ValidationError, validation_error)
+    api.add_exception_handler(RequestInvalid, validation_error)
     api.add_exception_handler(TooManyRequests, too_many_requests)
     api.add_exception_handler(RequestDataTooBig, body_too_big)

@@ -45,13 +45,18 @@ async def _kafka_ok() -> None:
         raise ConnectionError("no metadata answer")
 
 
-@router.get("/health", response=StatusOk, summary="Liveness")
+@router.get("/health", response=StatusOk, operation_id="check_health", summary="Liveness")
 async def health(request: HttpRequest) -> StatusOk:
     """200 while the process runs."""
     return StatusOk(status="ok")
 
 
-@router.get("/ready", response={200: StatusOk, 503: NotReady}, summary="Readiness")
+@router.get(
+    "/ready",
+    response={200: StatusOk, 503: NotReady},
+    operation_id="check_readiness",
+    summary="Readiness",
+)
 async def ready(request: HttpRequest) -> Status[StatusOk | NotReady]:
     """200 when PostgreSQL, Valkey and Kafka answer; else 503 naming what is down."""
     checks = {"postgresql": _postgres_ok(), "valkey": _valkey_ok(), "kafka": _kafka_ok()}

@@ -10,8 +10,8 @@ from ninja import Path, Router
 from ninja.errors import HttpError
 
 from accounts.addresses import client_address
-from accounts.auth import optional_user
-from feedapp.errors import Detail
+from accounts.auth import SESSION_OPTIONAL, optional_user
+from feedapp.errors import Detail, HTTPValidationError
 from realtime.hub import get_hub
 from realtime.limits import LimitReached, get_slots, subject_for
 from realtime.sse import CONTENT_TYPE, event_stream
@@ -31,9 +31,10 @@ _EVENTS_DOC = {
 
 @router.get(
     "/stream/{poll_id}",
-    response={404: Detail, 429: Detail, 503: Detail},
+    response={404: Detail, 422: HTTPValidationError, 429: Detail, 503: Detail},
+    operation_id="stream_vote_updates",
     summary="Live counts (Server-Sent Events)",
-    openapi_extra={"responses": {"200": _EVENTS_DOC}},
+    openapi_extra={"responses": {"200": _EVENTS_DOC}, **SESSION_OPTIONAL},
 )
 async def stream_counts(
     request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
