@@ -30,7 +30,7 @@ from django.utils.safestring import SafeString
 
 from accounts.models import User
 from accounts.services import do_deactivate_user, do_reactivate_user, do_set_staff
-from feedapp.sync_bridge import run_sync
+from db.sync_bridge import run_sync
 from polls.models import PollGrant
 from polls.services import do_grant_moderator, do_revoke_moderator
 

@@ -1,15 +1,13 @@
-"""Who is calling: the optional and the required user, and the session as ninja auth."""
+"""The two helpers every view uses to learn who is calling: optional and required user."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest
-from ninja.errors import HttpError
-from ninja.security import APIKeyCookie
 
+from accounts.rows import UserRow
 from accounts.tokens import Claims, read_token
-from accounts.users import User, get_user
+from accounts.users import get_user
+from feedapp.errors import NotAuthenticated
 
 COOKIE_NAME = "feedapp_session_token"
 
@@ -22,7 +20,7 @@ def session_claims(request: HttpRequest) -> Claims | None:
     return request.feedapp_claims  # type: ignore[attr-defined]
 
 
-async def optional_user(request: HttpRequest) -> User | None:
+async def optional_user(request: HttpRequest) -> UserRow | None:
     """The active user behind the session cookie, or None (anonymous, invalid, banned)."""
     if hasattr(request, "feedapp_user"):
         return request.feedapp_user
@@ -34,31 +32,9 @@ async def optional_user(request: HttpRequest) -> User | None:
     return user
 
 
-async def require_user(request: HttpRequest) -> User:
-    """The active user behind the session cookie; 401 otherwise."""
+async def require_user(request: HttpRequest) -> UserRow:
+    """The active user behind the session cookie; NotAuthenticated otherwise."""
     user = await optional_user(request)
     if user is None:
-        raise HttpError(401, "Not authenticated")
+        raise NotAuthenticated()
     return user
-
-
-class SessionCookie(APIKeyCookie):
-    """The session cookie as a route's `auth`: 401 before the body is read, and the
-    OpenAPI security scheme (`apiKey` in cookie `feedapp_session_token`) on the route."""
-
-    param_name = COOKIE_NAME
-
-    def __init__(self) -> None:
-        # No CSRF token: the API's writes are guarded by the Origin check
-        # (accounts.middleware), which covers every route, signed in or not.
-        super().__init__(csrf=False)
-
-    async def authenticate(self, request: HttpRequest, key: str | None) -> User:
-        return await require_user(request)
-
-
-# `auth=` of every route that needs a signed-in user.
-SESSION_REQUIRED = SessionCookie()
-# `openapi_extra=` of every route that reads the session when there is one and serves
-# anonymous callers too: the cookie, or no credentials at all (`{}`).
-SESSION_OPTIONAL: dict[str, Any] = {"security": [{SessionCookie.__name__: []}, {}]}

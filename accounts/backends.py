@@ -15,8 +15,8 @@ from django.http import HttpRequest
 from accounts.addresses import UNKNOWN, client_address
 from accounts.models import User
 from accounts.services import BadCredentials, do_login
-from accounts.throttle import TooManyRequests
-from feedapp.sync_bridge import run_sync
+from db.sync_bridge import run_sync
+from feedapp.errors import TooManyRequests
 
 
 class AccountBackend(BaseBackend):

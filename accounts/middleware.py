@@ -11,16 +11,16 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import sync_and_async_middleware
 
 from accounts.auth import COOKIE_NAME
 from accounts.cookies import set_session_cookie
-from feedapp.middleware import GetResponse, wrap
+from feedapp.errors import Forbidden
+from feedapp.middleware import API_PREFIX, GetResponse, refusal, wrap
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -52,7 +52,7 @@ def _check_origin(request: HttpRequest) -> HttpResponseBase | None:
     if origin.rstrip("/").lower() in allowed:
         return None
     log.warning("refused %s %s from origin %r", request.method, request.path, origin[:200])
-    return JsonResponse({"detail": "Origin not allowed"}, status=403)
+    return refusal(Forbidden("Origin not allowed"))
 
 
 @sync_and_async_middleware

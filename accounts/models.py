@@ -1,6 +1,6 @@
 """The `"user"` table as Django's user model, for the admin's sign-in and pages only.
 
-The API never uses this model: accounts/users.py and the named SQL are its data layer.
+The API never uses this model: the named SQL and accounts.rows.UserRow are its data layer.
 dbmate owns the table (`managed = False`) and tests/test_admin_schema.py fails when the
 two disagree. New accounts are made by accounts.services, whoever asks (the API,
 `createsuperuser`), so they are hashed and validated one way.
@@ -26,16 +26,17 @@ from django.core.validators import (
 from django.db import models
 from django.db.models.functions import Now
 
-from accounts import users
+from accounts.rows import UserRow
 from accounts.schemas import (
     USERNAME_MAX_LENGTH,
     USERNAME_MIN_LENGTH,
     USERNAME_PATTERN,
     CreateUserPayload,
 )
-from accounts.services import Conflict, do_create_user
+from accounts.services import do_create_user
 from db.fields import CITextField
-from feedapp.sync_bridge import run_sync
+from db.sync_bridge import run_sync
+from feedapp.errors import Conflict
 
 # What staff who are not superusers may do. Moderation only: seeing accounts, polls and
 # grants, banning, the moderator role, deleting polls, revoking grants. Changing who is
@@ -167,9 +168,9 @@ class User(AbstractBaseUser):
             return False
         return self.is_superuser or not other.is_superuser
 
-    def as_actor(self) -> users.User:
-        """This user as the services know users (accounts.users.User)."""
-        return users.User(
+    def as_actor(self) -> UserRow:
+        """This user as the services know users (accounts.rows.UserRow)."""
+        return UserRow(
             id=self.pk,
             username=str(self.username),
             email=str(self.email),

@@ -9,15 +9,16 @@ forge log lines.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from django.conf import settings
 
 from accounts import throttle
 from accounts.passwords import check_password, hash_password
-from accounts.users import User, forget_user
+from accounts.rows import Credentials, Taken, UserRow
+from accounts.users import forget_user
 from db.pool import connection
 from db.sql import execute, fetch_one, fetch_value, queries
+from feedapp.errors import Conflict, NotAuthenticated
 
 log = logging.getLogger(__name__)
 Q = queries("accounts")
@@ -25,34 +26,14 @@ Q = queries("accounts")
 LOGIN_BY_ADDRESS = "login-failures:address"
 LOGIN_BY_ACCOUNT = "login-failures:account"
 REGISTER_BY_ADDRESS = "registrations:address"
-BAD_CREDENTIALS = "Invalid username or password"
 TOO_MANY_LOGINS = "Too many failed logins; try again later"
 TOO_MANY_REGISTRATIONS = "Too many registrations; try again later"
 
 
-class Conflict(Exception):
-    """The username or the email is already registered."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadCredentials(Exception):
+class BadCredentials(NotAuthenticated):
     """Unknown account, wrong password or deactivated user: deliberately one case."""
 
-
-@dataclass(frozen=True)
-class Credentials:
-    id: int
-    is_active: bool
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class Taken:
-    username_taken: bool
-    email_taken: bool
+    message = "Invalid username or password"
 
 
 def _login_rate() -> throttle.Rate:
@@ -65,16 +46,16 @@ def _registration_rate() -> throttle.Rate:
 
 async def _insert_user(
     username: str, email: str, password: str, is_staff: bool, is_superuser: bool
-) -> User:
+) -> UserRow:
     """The new active account; Conflict when the username or email is taken."""
     encoded = await hash_password(password)
     params = {"username": username, "email": email}
     async with connection() as conn:
-        user = await fetch_one(conn, Q["create_user"], {**params, "password": encoded}, User)
+        user = await fetch_one(conn, Q["create_user"], {**params, "password": encoded}, UserRow)
         if user is not None and (is_staff or is_superuser):
             flags = {"user_id": user.id, "is_staff": is_staff, "is_superuser": is_superuser}
             await execute(conn, Q["set_user_staff"], flags)
-            user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user.id}, User)
+            user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user.id}, UserRow)
         taken = None if user else await fetch_one(conn, Q["find_taken"], params, Taken)
     if user is not None:
         return user
@@ -86,7 +67,7 @@ async def _insert_user(
     raise Conflict("Username or email is already taken")
 
 
-async def do_register_user(username: str, email: str, password: str, address: str) -> User:
+async def do_register_user(username: str, email: str, password: str, address: str) -> UserRow:
     """Create an active account; Conflict when the username or email is taken."""
     verdict = await throttle.consume(REGISTER_BY_ADDRESS, address, _registration_rate())
     if not verdict.allowed:
@@ -108,7 +89,7 @@ async def do_create_user(
     *,
     is_staff: bool = False,
     is_superuser: bool = False,
-) -> User:
+) -> UserRow:
     """Create an account outside any request (`createsuperuser`, the shell); not throttled.
 
     The caller validates the input as the API would (accounts.models.UserManager does).
@@ -154,7 +135,7 @@ async def do_login(login: str, password: str, address: str) -> int:
         await throttle.consume(LOGIN_BY_ADDRESS, address, rate)
         await throttle.consume(LOGIN_BY_ACCOUNT, subject, rate)
         log.warning("login failed for %r from %r", login, address)
-        raise BadCredentials
+        raise BadCredentials()
 
     # A hash made with older parameters is replaced while the plaintext is at hand.
     new_hash = await hash_password(password) if must_rehash else None

@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass
 
 import valkey
-from ninja.errors import HttpError
 
-from db.cache import get_async_valkey
+from db.valkey import get_async_valkey
+from feedapp.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,6 @@ class Verdict:
     retry_after: int = 0
 
 
-class TooManyRequests(HttpError):
-    """A 429 answer; the API's handler adds `Retry-After`."""
-
-    def __init__(self, retry_after: int, message: str = "Too many requests") -> None:
-        super().__init__(429, message)
-        self.retry_after = max(1, retry_after)
-
-
 def bucket_key(scope: str, subject: str) -> str:
     """The Valkey key of one subject's bucket in `scope` (the subject is hashed)."""
     digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:32]
@@ -116,7 +108,7 @@ async def clear(scope: str, subject: str) -> None:
         log.warning("throttle %s unavailable, not cleared: %r", scope, exc)
 
 
-def raise_if_denied(verdict: Verdict, message: str = "Too many requests") -> None:
-    """Raise the 429 answer when the verdict denies."""
+def raise_if_denied(verdict: Verdict, message: str | None = None) -> None:
+    """Raise TooManyRequests (with the wait as its Retry-After) when the verdict denies."""
     if not verdict.allowed:
         raise TooManyRequests(verdict.retry_after, message)

@@ -8,31 +8,21 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from django.conf import settings
 
+from accounts.rows import UserRow
 from db.pool import autocommit_connection
 from db.sql import fetch_one, queries
 
 Q = queries("accounts")
 
-
-@dataclass(frozen=True)
-class User:
-    id: int
-    username: str
-    email: str
-    is_active: bool
-    is_staff: bool
-
-
 _CACHE_MAX_ENTRIES = 50_000
 # user id -> (user or None when unknown, monotonic time fetched). Process-wide, bounded LRU.
-_cache: OrderedDict[int, tuple[User | None, float]] = OrderedDict()
+_cache: OrderedDict[int, tuple[UserRow | None, float]] = OrderedDict()
 
 
-async def get_user(user_id: int) -> User | None:
+async def get_user(user_id: int) -> UserRow | None:
     """The user with this id, at most AUTH_USER_CACHE_SECONDS old; None when unknown."""
     now = time.monotonic()
     cached = _cache.get(user_id)
@@ -40,7 +30,7 @@ async def get_user(user_id: int) -> User | None:
         _cache.move_to_end(user_id)
         return cached[0]
     async with autocommit_connection() as conn:
-        user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user_id}, User)
+        user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user_id}, UserRow)
     _cache[user_id] = (user, now)
     _cache.move_to_end(user_id)
     while len(_cache) > _CACHE_MAX_ENTRIES:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Status
-from ninja.errors import HttpError
 
 from accounts.addresses import client_address
-from accounts.auth import SESSION_REQUIRED, require_user
+from accounts.auth import require_user
 from accounts.cookies import clear_session_cookie, set_session_cookie
 from accounts.schemas import CreateUserPayload, LoginPayload, UserInfo
-from accounts.services import BAD_CREDENTIALS, BadCredentials, Conflict, do_login, do_register_user
-from feedapp.errors import Detail, HTTPValidationError
+from accounts.security import SESSION_REQUIRED
+from accounts.services import do_login, do_register_user
+from feedapp.schemas import Detail, HTTPValidationError
 
 router = Router(tags=["accounts"])
 
@@ -29,12 +29,9 @@ async def register(
     request: HttpRequest, payload: CreateUserPayload, response: HttpResponse
 ) -> Status[UserInfo]:
     """Create an account and sign in (sets the session cookie)."""
-    try:
-        user = await do_register_user(
-            payload.username, payload.email, payload.password, client_address(request)
-        )
-    except Conflict as exc:
-        raise HttpError(409, exc.message) from None
+    user = await do_register_user(
+        payload.username, payload.email, payload.password, client_address(request)
+    )
     set_session_cookie(response, user.id)
     return Status(201, UserInfo(id=user.id, username=user.username, email=user.email))
 
@@ -49,10 +46,7 @@ async def login(
     request: HttpRequest, payload: LoginPayload, response: HttpResponse
 ) -> Status[None]:
     """Sign in by username or email (sets the session cookie)."""
-    try:
-        user_id = await do_login(payload.username, payload.password, client_address(request))
-    except BadCredentials:
-        raise HttpError(401, BAD_CREDENTIALS) from None
+    user_id = await do_login(payload.username, payload.password, client_address(request))
     set_session_cookie(response, user_id)
     return Status(204, None)
 

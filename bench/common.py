@@ -60,14 +60,14 @@ async def make_user(prefix: str) -> Any:
     """A new active user with a unique name and no usable password (Django set up first)."""
     import uuid
 
-    from accounts.users import User
+    from accounts.rows import UserRow
     from db.pool import connection
     from db.sql import fetch_one, queries
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     params = {"username": name, "email": f"{name}@example.com", "password": "!bench"}
     async with connection() as conn:
-        return await fetch_one(conn, queries("accounts")["create_user"], params, User)
+        return await fetch_one(conn, queries("accounts")["create_user"], params, UserRow)
 
 
 def free_port() -> int:

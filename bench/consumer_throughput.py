@@ -33,9 +33,9 @@ from bench.setup import (
     now,
     prepare_stack,
 )
-from feedapp import broker
 from stack.profiles import PROJECT_ROOT
-from votes.events import VoteEvent
+from votes import broker
+from votes.messages import VoteEvent
 
 
 def main() -> None:

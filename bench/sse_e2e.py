@@ -247,7 +247,7 @@ def main() -> None:
     setup_django(args.profile, extra)
     from django.conf import settings
 
-    from feedapp import broker
+    from votes import broker
 
     broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
     voters = int(args.rate * args.seconds / args.polls) + 1

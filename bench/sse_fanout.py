@@ -93,7 +93,7 @@ def main() -> None:
         proc.start()
 
     setup_django(args.profile)
-    from db.cache import get_sync_valkey
+    from db.valkey import get_sync_valkey
     from votes.counts import PollCounts, updates_channel
 
     poll = asyncio.run(make_poll())

@@ -1,12 +1,21 @@
-"""The JSON API root: one django-ninja instance that every app adds its router to."""
+"""The JSON API root: one django-ninja instance that every app adds its router to, and the
+one place where errors become answers.
 
+Services raise feedapp.errors.ServiceError subclasses; `service_error` renders each as
+`{"detail": message}` with its status (and Retry-After for rate limits). Request
+validation answers 422 with the issues, and a body too large to read 413.
+"""
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import ConfigError
+from ninja.errors import ConfigError, ValidationError
 from ninja.operation import Operation
 
 from accounts.views import router as accounts_router
-from feedapp import service
-from feedapp.errors import install_error_handlers
+from feedapp import health
+from feedapp.errors import ServiceError
+from feedapp.middleware import body_too_large
 from polls.views import router as polls_router
 from realtime.views import router as realtime_router
 from votes.views import router as votes_router
@@ -35,8 +44,39 @@ api = FeedAppAPI(
     openapi_url="/openapi.json",
     urls_namespace="api",
 )
-install_error_handlers(api)
-api.add_router("", service.router)
+
+
+# ninja types a handler's exception as "the class or an instance": they get instances.
+def service_error(request: HttpRequest, exc: object) -> HttpResponse:
+    """A service's refusal: its status, `{"detail": message}` and its headers."""
+    assert isinstance(exc, ServiceError)
+    response = api.create_response(request, {"detail": exc.message}, status=exc.status_code)
+    for name, value in exc.headers().items():
+        response[name] = value
+    return response
+
+
+def validation_error(request: HttpRequest, exc: object) -> HttpResponse:
+    assert isinstance(exc, ValidationError)
+    # Exactly type, loc and msg: pydantic's `ctx` and `input` may echo what was sent,
+    # and a password must never come back.
+    issues = [
+        {"type": error["type"], "loc": list(error["loc"]), "msg": error["msg"]}
+        for error in exc.errors
+    ]
+    return api.create_response(request, {"detail": issues}, status=422)
+
+
+def body_too_big(request: HttpRequest, exc: object) -> HttpResponse:
+    # A body sent without Content-Length passes the middleware and is caught when read.
+    return body_too_large()
+
+
+api.add_exception_handler(ServiceError, service_error)
+api.add_exception_handler(ValidationError, validation_error)
+api.add_exception_handler(RequestDataTooBig, body_too_big)
+
+api.add_router("", health.router)
 api.add_router("/user", accounts_router)
 api.add_router("/poll", polls_router)
 api.add_router("/vote", votes_router)

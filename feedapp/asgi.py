@@ -12,8 +12,8 @@ django.setup(set_prefix=False)
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from feedapp.handler import FeedAppASGIHandler  # noqa: E402
-from realtime.consumers import websocket_application  # noqa: E402
 from realtime.shutdown import lifespan  # noqa: E402
+from realtime.websocket import websocket_application  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

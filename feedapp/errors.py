@@ -1,63 +1,80 @@
-"""The API's error answers: `{"detail": str}`, or the 422 list of validation issues."""
+"""The project's one error vocabulary: why a service refused, and the status that says so.
+
+Services (accounts, polls, votes, realtime) raise these, never an HTTP framework's
+exception; they do not know who called them. Each transport renders them in one place:
+the JSON API as `{"detail": message}` with the class's status (feedapp.api), the live
+counts WebSocket as a close code (realtime.websocket). Subclasses only pick a status
+and a default message; apps add their own for refusals with a fixed wording
+(e.g. polls.errors.PollNotFound).
+"""
 
 from __future__ import annotations
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
-from ninja.errors import ValidationError as RequestInvalid
 
-from accounts.throttle import TooManyRequests
-from feedapp.middleware import body_too_large
+class ServiceError(Exception):
+    """A refusal a caller can act on: `status_code` and a message safe to show."""
 
-# The class names are the OpenAPI component names, which generated clients turn into
-# type names: `HTTPValidationError` and `ValidationError` are FastAPI's, as the first
-# backend served them (see docs/openapi.json).
+    status_code = 400
+    message = "Bad request"
 
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.message
+        super().__init__(self.message)
 
-class Detail(Schema):
-    """Every error other than a validation error."""
-
-    detail: str
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the answer (none but for rate limits)."""
+        return {}
 
 
-class ValidationError(Schema):
-    """One issue of a 422 answer: where (`loc`), what (`msg`) and its kind (`type`)."""
+class NotAuthenticated(ServiceError):
+    """No valid session, or credentials that do not name an active account."""
 
-    type: str
-    loc: list[str | int]
-    msg: str
-
-
-class HTTPValidationError(Schema):
-    """A 422 answer: what was wrong with the request, one issue per field."""
-
-    detail: list[ValidationError]
+    status_code = 401
+    message = "Not authenticated"
 
 
-def install_error_handlers(api: NinjaAPI) -> None:
-    """Answer validation errors, throttling and oversized bodies in the contract's shapes."""
+class Forbidden(ServiceError):
+    """The caller is known (and may see the object) but the right asked for is not theirs."""
 
-    def validation_error(request: HttpRequest, exc: object) -> HttpResponse:
-        assert isinstance(exc, RequestInvalid)
-        # Exactly type, loc and msg: pydantic's `ctx` and `input` may echo what was sent,
-        # and a password must never come back.
-        issues = [
-            {"type": error["type"], "loc": list(error["loc"]), "msg": error["msg"]}
-            for error in exc.errors
-        ]
-        return api.create_response(request, {"detail": issues}, status=422)
+    status_code = 403
+    message = "Not allowed"
 
-    def too_many_requests(request: HttpRequest, exc: object) -> HttpResponse:
-        assert isinstance(exc, TooManyRequests)
-        response = api.create_response(request, {"detail": exc.message}, status=429)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
 
-    def body_too_big(request: HttpRequest, exc: object) -> HttpResponse:
-        # A body sent without Content-Length passes the middleware and is caught when read.
-        return body_too_large()
+class NotFound(ServiceError):
+    """No such object, or one the caller may not see: deliberately the same answer."""
 
-    api.add_exception_handler(RequestInvalid, validation_error)
-    api.add_exception_handler(TooManyRequests, too_many_requests)
-    api.add_exception_handler(RequestDataTooBig, body_too_big)
+    status_code = 404
+    message = "Not found"
+
+
+class Conflict(ServiceError):
+    """The request contradicts the current state (a taken name, an expired poll)."""
+
+    status_code = 409
+    message = "Conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    message = "Request body too large"
+
+
+class TooManyRequests(ServiceError):
+    """Past a rate or connection limit; `retry_after` (seconds) when the wait is known."""
+
+    status_code = 429
+    message = "Too many requests"
+
+    def __init__(self, retry_after: int | None = None, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = None if retry_after is None else max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+class Unavailable(ServiceError):
+    """A service the request needs is down or the process is stopping; retrying may work."""
+
+    status_code = 503
+    message = "Service unavailable"

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
 
-API_PREFIX = "/api/"
+from feedapp.middleware import API_PREFIX
 
 
 class FeedAppASGIHandler(ASGIHandler):

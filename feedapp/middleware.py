@@ -2,7 +2,7 @@
 
 `body_limit_middleware` answers 413 for a declared body over REQUEST_BODY_LIMIT_BYTES
 before it is read; a body sent without a length is caught when read (Django raises
-RequestDataTooBig, which the API answers with the same 413, see feedapp.errors).
+RequestDataTooBig, which the API answers with the same 413, see feedapp.api).
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ from django.middleware.common import CommonMiddleware
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import sync_and_async_middleware
 from django.utils.deprecation import MiddlewareMixin
+
+from feedapp.errors import PayloadTooLarge, ServiceError
+
+# The JSON API's paths: no per-request thread, no Django session or CSRF middleware.
+API_PREFIX = "/api/"
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 Check = Callable[[HttpRequest], HttpResponseBase | None]
@@ -61,16 +66,24 @@ def _check_body_length(request: HttpRequest) -> HttpResponseBase | None:
     if not declared:
         return None
     if not declared.isdigit():
-        return JsonResponse({"detail": "Invalid Content-Length header"}, status=400)
+        return refusal(ServiceError("Invalid Content-Length header"))
     if int(declared) > settings.REQUEST_BODY_LIMIT_BYTES:
         return body_too_large()
     return None
 
 
+def refusal(error: ServiceError) -> JsonResponse:
+    """A middleware's answer before any view runs, in the API's `{"detail"}` shape."""
+    response = JsonResponse({"detail": error.message}, status=error.status_code)
+    for name, value in error.headers().items():
+        response[name] = value
+    return response
+
+
 def body_too_large() -> JsonResponse:
     """The 413 answer."""
     limit = settings.REQUEST_BODY_LIMIT_BYTES
-    return JsonResponse({"detail": f"Request body larger than {limit} bytes"}, status=413)
+    return refusal(PayloadTooLarge(f"Request body larger than {limit} bytes"))
 
 
 @sync_and_async_middleware
@@ -101,9 +114,6 @@ def _standard_headers(request: HttpRequest, response: HttpResponseBase) -> None:
 def standard_headers_middleware(get_response: GetResponse) -> Callable[..., object]:
     """Security headers and Content-Length on every response."""
     return wrap(get_response, after=_standard_headers)
-
-
-API_PREFIX = "/api/"
 
 
 def outside_api(middleware: type[MiddlewareMixin]) -> Callable[[GetResponse], Any]:

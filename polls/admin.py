@@ -22,10 +22,11 @@ from django.utils.safestring import SafeString
 
 from accounts.admin import signed_in_staff
 from accounts.models import User
-from feedapp.sync_bridge import run_sync
-from polls.errors import NotAllowed, PollNotFound
+from db.sync_bridge import run_sync
+from feedapp.errors import Forbidden
+from polls.errors import PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
-from polls.services import do_delete_poll_as_staff_sync, do_revoke_grants
+from polls.services import do_delete_poll_as_staff, do_revoke_grants
 from votes.counts import read_counts
 
 # A bigint has at most 19 digits; longer ids name nothing.
@@ -230,11 +231,11 @@ class PollAdmin(admin.ModelAdmin):
     def delete_model(self, request: HttpRequest, obj: Poll) -> None:
         """Delete through the service the API uses: cascade, counts dropped, streams told."""
         try:
-            do_delete_poll_as_staff_sync(obj.pk, signed_in_staff(request).as_actor())
+            run_sync(do_delete_poll_as_staff(obj.pk, signed_in_staff(request).as_actor()))
         except PollNotFound:
             # Deleted by someone else meanwhile, whose call ran the hooks: gone as asked.
             pass
-        except NotAllowed:
+        except Forbidden:
             raise PermissionDenied from None
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: int) -> Any:

@@ -3,7 +3,8 @@
 Rights are never decided here: each statement asks user_may() in SQL, or, for the
 admin's deletion, the actor's own "user" row. The moderator role and grant revocation
 span polls and are the admin's alone, so their callers decide who may use them. The
-write functions raise PollError subclasses (401/403/404) that the views translate.
+write functions raise the project's errors (feedapp.errors: NotAuthenticated, Forbidden,
+and polls.errors.PollNotFound), which every transport renders its own way.
 The API, the admin and the other apps call these same functions, so a poll is always
 created, deleted and shared the same way.
 """
@@ -16,11 +17,11 @@ from datetime import datetime
 
 import psycopg
 
-from accounts.users import User
+from accounts.rows import UserRow
 from db.pool import autocommit_connection, connection
 from db.sql import execute, fetch_all, fetch_one, fetch_value, queries
-from feedapp.sync_bridge import run_sync
-from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
+from feedapp.errors import Forbidden, NotAuthenticated
+from polls.errors import PollNotFound
 from polls.events import notify_poll_deleted
 from polls.rows import (
     GrantableRole,
@@ -47,20 +48,20 @@ _EVERYONE_ROLE: dict[PollPerms, Role | None] = {
 }
 
 
-def _user_id(user: User | None) -> int | None:
+def _user_id(user: UserRow | None) -> int | None:
     return user.id if user is not None else None
 
 
-def _signed_in(actor: User | None) -> User:
+def _signed_in(actor: UserRow | None) -> UserRow:
     if actor is None:
         raise NotAuthenticated()
     return actor
 
 
 async def _check_access(
-    conn: psycopg.AsyncConnection, poll_id: int, actor: User, permission: Permission
+    conn: psycopg.AsyncConnection, poll_id: int, actor: UserRow, permission: Permission
 ) -> None:
-    """PollNotFound unless the actor may view the poll, NotAllowed unless `permission` is theirs.
+    """PollNotFound unless the actor may view the poll; Forbidden unless `permission` is theirs.
 
     The poll stays locked against deletion until the transaction ends.
     """
@@ -73,11 +74,11 @@ async def _check_access(
     if access is None or not access.may_view:
         raise PollNotFound()
     if not access.may_act:
-        raise NotAllowed()
+        raise Forbidden()
 
 
 async def do_create_poll(
-    creator: User,
+    creator: UserRow,
     question: str,
     options: Sequence[str],
     poll_perms: PollPerms = "public_vote",
@@ -120,11 +121,11 @@ async def do_create_poll(
     return poll
 
 
-async def do_delete_poll(poll_id: int, actor: User | None) -> None:
+async def do_delete_poll(poll_id: int, actor: UserRow | None) -> None:
     """Delete a poll if `actor` holds poll:delete on it, then run the poll_deleted hooks.
 
     `actor` None is an anonymous caller: NotAuthenticated. Raises PollNotFound when
-    the poll does not exist or is not visible to the actor, NotAllowed when it is
+    the poll does not exist or is not visible to the actor, Forbidden when it is
     visible but not theirs to delete. The hooks (polls.events) run after the commit,
     once, and only when this call deleted the poll.
     """
@@ -139,26 +140,17 @@ async def do_delete_poll(poll_id: int, actor: User | None) -> None:
             # The poll is locked by this transaction now, so the retry is decisive.
             deleted = await fetch_value(conn, Q["delete_poll"], params)
             if deleted is None:
-                raise NotAllowed()
+                raise Forbidden()
     # Leaving the block committed the deletion: only now may others react to it.
     await notify_poll_deleted(poll_id)
 
 
-def do_delete_poll_sync(poll_id: int, actor: User | None) -> None:
-    """`do_delete_poll` for synchronous code (the admin, management commands).
-
-    Runs on the process's bridge loop (feedapp.sync_bridge), hooks included, and
-    raises the same errors. Do not call it from async code: await do_delete_poll.
-    """
-    run_sync(do_delete_poll(poll_id, actor))
-
-
-async def do_delete_poll_as_staff(poll_id: int, staff: User) -> None:
+async def do_delete_poll_as_staff(poll_id: int, staff: UserRow) -> None:
     """Delete any poll on behalf of an active staff member (the admin), then run the hooks.
 
     Staff moderate every poll without holding a grant on it: this is the one path that
     authorizes by the is_staff flag instead of user_may(), and it reads that flag from
-    the database in the deleting statement. NotAllowed when `staff` is not active
+    the database in the deleting statement. Forbidden when `staff` is not active
     staff, PollNotFound when the poll does not exist (also when it was just deleted by
     someone else, whose call ran the hooks). The hooks run after the commit, as for
     do_delete_poll.
@@ -173,25 +165,20 @@ async def do_delete_poll_as_staff(poll_id: int, staff: User) -> None:
     assert outcome is not None, "the statement always returns one row"
     if not outcome.allowed:
         log.warning("user %d is not active staff: poll %d not deleted", staff.id, poll_id)
-        raise NotAllowed()
+        raise Forbidden()
     if not outcome.deleted:
         raise PollNotFound()
     log.info("poll %d deleted by staff user %d", poll_id, staff.id)
     await notify_poll_deleted(poll_id)
 
 
-def do_delete_poll_as_staff_sync(poll_id: int, staff: User) -> None:
-    """`do_delete_poll_as_staff` for synchronous code (the admin), on the bridge loop."""
-    run_sync(do_delete_poll_as_staff(poll_id, staff))
-
-
 async def do_grant_roles(
-    poll_id: int, actor: User | None, grants: Sequence[tuple[GrantableRole, int]]
+    poll_id: int, actor: UserRow | None, grants: Sequence[tuple[GrantableRole, int]]
 ) -> list[int]:
     """Grant (role, user_id) pairs on a poll from now on; the user ids that were not granted.
 
     Not granted: unknown users and users already holding that role. Requires
-    poll:assign_role (NotAuthenticated, NotAllowed, PollNotFound otherwise).
+    poll:assign_role (NotAuthenticated, Forbidden, PollNotFound otherwise).
     """
     actor = _signed_in(actor)
     async with connection() as conn:
@@ -213,7 +200,7 @@ async def do_grant_roles(
 
 
 async def do_grant_moderator(
-    user_id: int, expires_at: datetime | None = None, granted_by: User | None = None
+    user_id: int, expires_at: datetime | None = None, granted_by: UserRow | None = None
 ) -> bool:
     """Make a user moderator of every poll until `expires_at` (None: no end).
 
@@ -236,7 +223,7 @@ async def do_grant_moderator(
     return granted is not None
 
 
-async def do_revoke_moderator(user_id: int, revoked_by: User | None = None) -> int:
+async def do_revoke_moderator(user_id: int, revoked_by: UserRow | None = None) -> int:
     """End a user's global moderator role now; how many grants in force it ended.
 
     The grants stay as history with their period ended. As for do_grant_moderator,
@@ -254,7 +241,9 @@ async def do_revoke_moderator(user_id: int, revoked_by: User | None = None) -> i
     return len(ended)
 
 
-async def do_revoke_grants(grant_ids: Sequence[int], revoked_by: User | None = None) -> list[int]:
+async def do_revoke_grants(
+    grant_ids: Sequence[int], revoked_by: UserRow | None = None
+) -> list[int]:
     """End these grants now, whatever their role and scope; the ids of those it ended.
 
     Grants no longer (or not yet) in force are left as they are; rows are never
@@ -270,7 +259,7 @@ async def do_revoke_grants(grant_ids: Sequence[int], revoked_by: User | None = N
     return ids
 
 
-async def get_poll(poll_id: int, viewer: User | None) -> PollRow | None:
+async def get_poll(poll_id: int, viewer: UserRow | None) -> PollRow | None:
     """The poll with the viewer's vote; None when it does not exist or is not viewable."""
     async with autocommit_connection() as conn:
         return await fetch_one(
@@ -279,7 +268,7 @@ async def get_poll(poll_id: int, viewer: User | None) -> PollRow | None:
 
 
 async def get_feed_page(
-    viewer: User | None, limit: int, before: int | None = None
+    viewer: UserRow | None, limit: int, before: int | None = None
 ) -> list[PollSummaryRow]:
     """Up to `limit` polls the viewer may view, newest first, older than poll id `before`."""
     async with autocommit_connection() as conn:
@@ -291,7 +280,7 @@ async def get_feed_page(
         )
 
 
-async def list_user_grants(poll_id: int, actor: User | None) -> list[UserGrantRow]:
+async def list_user_grants(poll_id: int, actor: UserRow | None) -> list[UserGrantRow]:
     """The poll's active grants to named users; requires poll:assign_role."""
     actor = _signed_in(actor)
     async with connection() as conn:

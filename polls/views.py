@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 from django.http import HttpRequest
 from ninja import Body, Path, Query, Router, Status
-from ninja.errors import HttpError
 
-from accounts.auth import SESSION_OPTIONAL, SESSION_REQUIRED, optional_user, require_user
-from feedapp.errors import Detail, HTTPValidationError
+from accounts.auth import optional_user, require_user
+from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
+from feedapp.schemas import Detail, HTTPValidationError
 from polls import services
-from polls.errors import PollError, PollNotFound
+from polls.errors import PollNotFound
 from polls.rows import PollRow, PollSummaryRow, UserGrantRow
 from polls.schemas import (
     BIGINT_MAX,
@@ -29,14 +27,6 @@ router = Router(tags=["polls"])
 
 PollId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 Grants = Annotated[list[GiveAccessPayload], Body(max_length=MAX_GRANTS_PER_REQUEST)]
-
-
-@contextmanager
-def _as_http_errors() -> Iterator[None]:
-    try:
-        yield
-    except PollError as error:
-        raise HttpError(error.status_code, error.message) from error
 
 
 # Routes for signed-in users pass SESSION_REQUIRED as ninja `auth`: it runs before the
@@ -86,7 +76,7 @@ async def get_poll(request: HttpRequest, poll_id: PollId) -> PollRow:
     """The poll with the caller's current vote; 404 also when the caller may not view it."""
     poll = await services.get_poll(poll_id, await optional_user(request))
     if poll is None:
-        raise HttpError(PollNotFound.status_code, PollNotFound.message)
+        raise PollNotFound()
     return poll
 
 
@@ -99,8 +89,7 @@ async def get_poll(request: HttpRequest, poll_id: PollId) -> PollRow:
 )
 async def delete_poll(request: HttpRequest, poll_id: PollId) -> Status[None]:
     """Delete a poll (its creator or a moderator)."""
-    with _as_http_errors():
-        await services.do_delete_poll(poll_id, await require_user(request))
+    await services.do_delete_poll(poll_id, await require_user(request))
     return Status(204, None)
 
 
@@ -119,8 +108,7 @@ async def delete_poll(request: HttpRequest, poll_id: PollId) -> Status[None]:
 )
 async def list_roles(request: HttpRequest, poll_id: PollId) -> list[UserGrantRow]:
     """Active grants of this poll to named users (needs poll:assign_role)."""
-    with _as_http_errors():
-        return await services.list_user_grants(poll_id, await require_user(request))
+    return await services.list_user_grants(poll_id, await require_user(request))
 
 
 @router.post(
@@ -132,7 +120,6 @@ async def list_roles(request: HttpRequest, poll_id: PollId) -> list[UserGrantRow
 )
 async def grant_roles(request: HttpRequest, poll_id: PollId, grants: Grants) -> list[int]:
     """Grant roles to users; answers the user ids that could not be granted."""
-    with _as_http_errors():
-        return await services.do_grant_roles(
-            poll_id, await require_user(request), [(g.role, g.user_id) for g in grants]
-        )
+    return await services.do_grant_roles(
+        poll_id, await require_user(request), [(g.role, g.user_id) for g in grants]
+    )

@@ -35,7 +35,7 @@ from django.conf import settings
 from valkey.asyncio.connection import AbstractConnection
 from valkey.exceptions import ValkeyError
 
-from db.cache import get_async_valkey
+from db.valkey import get_async_valkey
 from votes.counts import PollCounts, read_counts_many, updates_channel
 
 log = logging.getLogger(__name__)

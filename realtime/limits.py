@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from valkey.exceptions import ValkeyError
 
-from db.cache import get_async_valkey
+from db.valkey import get_async_valkey
+from feedapp.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ return #ARGV - 1
 """
 
 
-class LimitReached(Exception):
-    """Past a stream limit; the message says which."""
+class LimitReached(TooManyRequests):
+    """Past a stream limit; the message says which (no Retry-After: a stream ending frees it)."""
 
 
 @dataclass(eq=False)
@@ -121,11 +122,11 @@ class StreamSlots:
     async def acquire(self, subject: str) -> Slot:
         """A place for one more stream of `subject`; LimitReached past either limit."""
         if self._total >= settings.SSE_MAX_STREAMS_PER_PROCESS:
-            raise LimitReached("This server has too many live streams; try again later")
+            raise LimitReached(message="This server has too many live streams; try again later")
         key = lease_key(subject)
         limit = settings.SSE_MAX_STREAMS_PER_USER
         if self._per_key.get(key, 0) >= limit:
-            raise LimitReached(f"At most {limit} live streams at a time")
+            raise LimitReached(message=f"At most {limit} live streams at a time")
         slot = Slot(key, f"{self._token}:{next(self._numbers)}")
         # Counted before Valkey answers, so that concurrent requests see each other.
         self._take(key)
@@ -138,7 +139,7 @@ class StreamSlots:
             raise
         if not leased:
             slot.release()
-            raise LimitReached(f"At most {limit} live streams at a time")
+            raise LimitReached(message=f"At most {limit} live streams at a time")
         self._live[slot.member] = slot.key
         self._ensure_keeper()
         return slot

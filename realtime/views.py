@@ -7,15 +7,16 @@ from typing import Annotated
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from ninja import Path, Router
-from ninja.errors import HttpError
 
 from accounts.addresses import client_address
-from accounts.auth import SESSION_OPTIONAL, optional_user
-from feedapp.errors import Detail, HTTPValidationError
+from accounts.auth import optional_user
+from accounts.security import SESSION_OPTIONAL
+from feedapp.errors import Unavailable
+from feedapp.schemas import Detail, HTTPValidationError
 from realtime.hub import get_hub
-from realtime.limits import LimitReached, get_slots, subject_for
+from realtime.limits import get_slots, subject_for
 from realtime.sse import CONTENT_TYPE, event_stream
-from votes.events import MAX_ID
+from votes.messages import MAX_ID
 from votes.services import get_visible_counts
 
 router = Router(tags=["votes"])
@@ -44,12 +45,9 @@ async def stream_counts(
     counts = await get_visible_counts(user, poll_id)
     hub = get_hub()
     if hub.closed:
-        raise HttpError(503, "The server is shutting down; reconnect")
+        raise Unavailable("The server is shutting down; reconnect")
     subject = subject_for(user.id if user else None, client_address(request))
-    try:
-        slot = await get_slots().acquire(subject)
-    except LimitReached as exc:
-        raise HttpError(429, str(exc)) from None
+    slot = await get_slots().acquire(subject)
     # Joining the hub happens in the body, whose `finally` is sure to run once it started;
     # a body that never starts drops the slot with it, which releases it (see limits.Slot).
     body = event_stream(hub, poll_id, counts, settings.SSE_KEEPALIVE_SECONDS, slot.release)

@@ -140,7 +140,7 @@ def _java(libs: Path, paths: dict[str, Path], *args: str) -> list[str]:
 def metadata_ok(bootstrap: str) -> bool:
     """True when the broker answers a metadata request."""
     # Imported here: the stack's other commands must work before Django is importable.
-    from feedapp.broker import cluster_answers
+    from votes.broker import cluster_answers
 
     return cluster_answers(2.0, [bootstrap])
 

@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from accounts.rows import UserRow
 from accounts.services import do_create_user
-from accounts.users import User
 from db.pool import connection
 from db.sql import fetch_all
 from tests.accounts_client import AddressedClient
@@ -29,7 +29,7 @@ class AdminClient(AddressedClient):
 
 @dataclass(frozen=True)
 class Admin:
-    user: User
+    user: UserRow
     password: str
     client: AdminClient
 

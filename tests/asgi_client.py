@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from asgiref.testing import ApplicationCommunicator
 
 from accounts.auth import COOKIE_NAME
+from accounts.rows import UserRow
 from accounts.tokens import issue_token
-from accounts.users import User
 from feedapp.asgi import application
 
 
 @dataclass(eq=False)
 class AsgiStream:
     path: str
-    user: User | None = None
+    user: UserRow | None = None
     address: str = "127.0.0.1"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     status: int = 0

@@ -18,10 +18,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from db.migrate import dbmate
-from feedapp import broker
 from stack.__main__ import start_all
 from stack.profiles import get_profile
 from tests.consumers import consumer_thread
+from votes import broker
 
 PROFILE = get_profile("test")
 

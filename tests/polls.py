@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from accounts.users import User
+from accounts.rows import UserRow
 from db.pool import connection
 from polls.services import PollPerms, do_create_poll
 
@@ -17,7 +17,7 @@ class SamplePoll:
 
 
 async def make_poll(
-    creator: User,
+    creator: UserRow,
     options: int = 3,
     perms: PollPerms = "public_vote",
     expires_at: datetime | None = None,
@@ -29,7 +29,7 @@ async def make_poll(
     return SamplePoll(poll.id, list(poll.option_ids))
 
 
-async def grant(user: User, poll: SamplePoll, role: str) -> None:
+async def grant(user: UserRow, poll: SamplePoll, role: str) -> None:
     async with connection() as conn:
         await conn.execute(
             "INSERT INTO poll_grant (role, user_id, poll_id) VALUES (%s, %s, %s)",
@@ -49,7 +49,7 @@ async def db_counts(poll_id: int) -> dict[int, int]:
 
 
 async def db_votes(poll_id: int) -> dict[int, int]:
-    """User id -> option id of the votes recorded for a poll."""
+    """UserRow id -> option id of the votes recorded for a poll."""
     async with connection() as conn:
         cur = await conn.execute(
             "SELECT user_id, vote_option_id FROM vote WHERE poll_id = %s", (poll_id,)

@@ -8,10 +8,10 @@ import jwt
 import pytest
 from django.conf import settings
 from django.test import RequestFactory
-from ninja.errors import HttpError
 
 from accounts.auth import COOKIE_NAME, optional_user, require_user
 from accounts.tokens import issue_token, read_token
+from feedapp.errors import NotAuthenticated
 from tests.users import make_user
 
 
@@ -73,7 +73,7 @@ async def test_helpers_resolve_the_cookie_user() -> None:
 
     anonymous = RequestFactory().get("/")
     assert await optional_user(anonymous) is None
-    with pytest.raises(HttpError) as caught:
+    with pytest.raises(NotAuthenticated) as caught:
         await require_user(anonymous)
     assert caught.value.status_code == 401
 

@@ -17,7 +17,7 @@ from kafka.partitioner.default import murmur2
 from kafka.structs import OffsetAndMetadata
 
 from db.pool import close_async_pool, close_sync_pool, connection, sync_connection
-from feedapp.sync_bridge import run_sync
+from db.sync_bridge import run_sync
 from stack import postgres as postgres_service
 from stack import valkey as valkey_service
 from stack.profiles import get_profile
@@ -25,8 +25,8 @@ from tests.consumers import consumer_thread, start_consumer_process, stop_consum
 from tests.polls import SamplePoll, db_counts, db_version, db_votes, make_poll
 from tests.users import make_user
 from tests.waiting import eventually
-from votes.consumer import Record, apply_batch
-from votes.events import VoteEvent
+from votes.apply import Record, apply_batches
+from votes.messages import VoteEvent
 
 
 def produce(producer, topic: str, events: list[VoteEvent | bytes]) -> None:
@@ -94,11 +94,11 @@ async def test_replaying_a_batch_changes_nothing(kafka_topic) -> None:
     polls, events = await random_events(200)
     records = [Record(offset, event.encode()) for offset, event in enumerate(events)]
     with sync_connection() as conn:
-        first = apply_batch(conn, "replay", kafka_topic, 0, records)
+        first = apply_batches(conn, "replay", kafka_topic, {0: records})
     before = await snapshot(polls)
     with sync_connection() as conn:
-        again = apply_batch(conn, "replay", kafka_topic, 0, records)
-        partly = apply_batch(conn, "replay", kafka_topic, 0, records[100:150])
+        again = apply_batches(conn, "replay", kafka_topic, {0: records})
+        partly = apply_batches(conn, "replay", kafka_topic, {0: records[100:150]})
     assert first.fresh == 200
     assert again.fresh == 0 and partly.fresh == 0
     assert await snapshot(polls) == before
@@ -110,7 +110,7 @@ async def test_batch_equals_one_by_one(kafka_topic) -> None:
     polls, events = await random_events(300, polls=2, users=10, seed=2)
     with sync_connection() as conn:
         for offset, event in enumerate(events):
-            apply_batch(conn, "single", kafka_topic, 0, [Record(offset, event.encode())])
+            apply_batches(conn, "single", kafka_topic, {0: [Record(offset, event.encode())]})
     single = await snapshot(polls)
     counts, votes = expected_state(events, polls)
     assert single[0] == counts and single[1] == votes
@@ -118,12 +118,11 @@ async def test_batch_equals_one_by_one(kafka_topic) -> None:
     # The same events again, for fresh polls, in one batch.
     polls2, events2 = await random_events(300, polls=2, users=10, seed=2)
     with sync_connection() as conn:
-        apply_batch(
+        apply_batches(
             conn,
             "batch",
             kafka_topic,
-            1,
-            [Record(offset, e.encode()) for offset, e in enumerate(events2)],
+            {1: [Record(offset, e.encode()) for offset, e in enumerate(events2)]},
         )
     counts2, votes2 = expected_state(events2, polls2)
     batch = await snapshot(polls2)
@@ -145,12 +144,11 @@ async def test_poison_and_gone_polls_are_skipped_and_counted(kafka_topic) -> Non
         *(event.encode() for event in events[1:]),
     ]
     with sync_connection() as conn:
-        outcome = apply_batch(
+        outcome = apply_batches(
             conn,
             "poison",
             kafka_topic,
-            0,
-            [Record(offset, value) for offset, value in enumerate(values)],
+            {0: [Record(offset, value) for offset, value in enumerate(values)]},
         )
     assert (outcome.poison, outcome.gone, outcome.fresh) == (4, 1, len(values))
     counts, votes = expected_state(events, polls)

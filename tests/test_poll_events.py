@@ -9,9 +9,11 @@ import pytest
 
 from db.pool import connection
 from db.sql import fetch_value
-from polls.errors import NotAllowed, NotAuthenticated, PollNotFound
+from db.sync_bridge import run_sync
+from feedapp.errors import Forbidden, NotAuthenticated
+from polls.errors import PollNotFound
 from polls.events import on_poll_deleted, remove_poll_deleted_hook
-from polls.services import do_delete_poll, do_delete_poll_sync
+from polls.services import do_delete_poll
 from tests.poll_helpers import create_poll
 from tests.users import client_for, make_user
 
@@ -89,7 +91,7 @@ async def test_service_errors() -> None:
     with pytest.raises(PollNotFound):
         await do_delete_poll(poll["id"], other)
     public = await create_poll(client_for(owner))
-    with pytest.raises(NotAllowed):
+    with pytest.raises(Forbidden):
         await do_delete_poll(public["id"], other)
 
 
@@ -97,13 +99,13 @@ async def test_sync_variant_deletes_and_runs_hooks(recorder) -> None:
     owner, other = await make_user(), await make_user()
     poll = await create_poll(client_for(owner))
     # From a thread without an event loop, as the admin or a management command calls it.
-    with pytest.raises(NotAllowed):
-        await asyncio.to_thread(do_delete_poll_sync, poll["id"], other)
+    with pytest.raises(Forbidden):
+        await asyncio.to_thread(lambda: run_sync(do_delete_poll(poll["id"], other)))
     assert recorder.calls == []
-    await asyncio.to_thread(do_delete_poll_sync, poll["id"], owner)
+    await asyncio.to_thread(lambda: run_sync(do_delete_poll(poll["id"], owner)))
     assert recorder.calls == [(poll["id"], True)]
     with pytest.raises(PollNotFound):
-        await asyncio.to_thread(do_delete_poll_sync, poll["id"], owner)
+        await asyncio.to_thread(lambda: run_sync(do_delete_poll(poll["id"], owner)))
     assert len(recorder.calls) == 1
 
 

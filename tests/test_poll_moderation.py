@@ -8,15 +8,17 @@ from dataclasses import replace
 
 import pytest
 
+from accounts.rows import UserRow
 from accounts.services import do_create_user, do_deactivate_user, do_set_staff
-from accounts.users import User, get_user
+from accounts.users import get_user
 from db.pool import connection
 from db.sql import fetch_value
-from polls.errors import NotAllowed, PollNotFound
+from db.sync_bridge import run_sync
+from feedapp.errors import Forbidden
+from polls.errors import PollNotFound
 from polls.events import on_poll_deleted, remove_poll_deleted_hook
 from polls.services import (
     do_delete_poll_as_staff,
-    do_delete_poll_as_staff_sync,
     do_grant_moderator,
     do_revoke_grants,
     do_revoke_moderator,
@@ -39,7 +41,7 @@ def deleted_polls() -> Iterator[list[int]]:
     remove_poll_deleted_hook(hook)
 
 
-async def make_staff() -> User:
+async def make_staff() -> UserRow:
     identity = new_identity("staff")
     return await do_create_user(
         identity["username"], identity["email"], identity["password"], is_staff=True
@@ -59,15 +61,15 @@ async def test_staff_delete_any_poll_and_the_hooks_run(deleted_polls) -> None:
 async def test_only_active_staff_delete_as_staff(deleted_polls) -> None:
     member, staff = await make_user(), await make_staff()
     poll = await make_poll(await make_user())
-    with pytest.raises(NotAllowed):
+    with pytest.raises(Forbidden):
         await do_delete_poll_as_staff(poll.id, member)
     # The flag is read from the database, not from the object passed in.
-    with pytest.raises(NotAllowed):
+    with pytest.raises(Forbidden):
         await do_delete_poll_as_staff(poll.id, replace(member, is_staff=True))
     await do_deactivate_user(staff.id)
-    with pytest.raises(NotAllowed):
+    with pytest.raises(Forbidden):
         await do_delete_poll_as_staff(poll.id, staff)
-    with pytest.raises(NotAllowed):  # refused before looking for the poll
+    with pytest.raises(Forbidden):  # refused before looking for the poll
         await do_delete_poll_as_staff(2**62, member)
     assert deleted_polls == []
     assert await user_may(None, "poll:view", poll.id)
@@ -76,7 +78,7 @@ async def test_only_active_staff_delete_as_staff(deleted_polls) -> None:
 async def test_the_sync_variant_runs_on_the_bridge_loop(deleted_polls) -> None:
     staff = await make_staff()
     poll = await make_poll(await make_user())
-    await asyncio.to_thread(do_delete_poll_as_staff_sync, poll.id, staff)
+    await asyncio.to_thread(lambda: run_sync(do_delete_poll_as_staff(poll.id, staff)))
     assert deleted_polls == [poll.id]
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from votes.events import PoisonEvent, VoteEvent
+from votes.messages import PoisonEvent, VoteEvent
 from votes.reduce import last_vote_per_user
 
 

@@ -7,8 +7,8 @@ import uuid
 from django.test import AsyncClient
 
 from accounts.auth import COOKIE_NAME
+from accounts.rows import UserRow
 from accounts.tokens import issue_token
-from accounts.users import User
 from db.pool import connection
 from db.sql import fetch_one, queries
 
@@ -16,7 +16,7 @@ from db.sql import fetch_one, queries
 UNUSABLE_PASSWORD = "!test-user"
 
 
-async def make_user(prefix: str = "user") -> User:
+async def make_user(prefix: str = "user") -> UserRow:
     """A new active user with a unique name."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     async with connection() as conn:
@@ -24,13 +24,13 @@ async def make_user(prefix: str = "user") -> User:
             conn,
             queries("accounts")["create_user"],
             {"username": name, "email": f"{name}@example.com", "password": UNUSABLE_PASSWORD},
-            User,
+            UserRow,
         )
     assert user is not None
     return user
 
 
-def client_for(user: User | None) -> AsyncClient:
+def client_for(user: UserRow | None) -> AsyncClient:
     """An async test client signed in as `user` (anonymous for None)."""
     client = AsyncClient()
     if user is not None:

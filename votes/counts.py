@@ -20,9 +20,9 @@ import valkey.asyncio as avalkey
 from django.conf import settings
 from valkey.exceptions import ValkeyError
 
-from db.cache import get_async_valkey
 from db.pool import autocommit_connection
 from db.sql import fetch_all, fetch_one, queries
+from db.valkey import get_async_valkey
 
 log = logging.getLogger(__name__)
 Q = queries("votes")

@@ -13,8 +13,8 @@ from django.conf import settings
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from feedapp import broker
-from votes.events import VoteEvent
+from votes import broker
+from votes.messages import VoteEvent
 
 log = logging.getLogger(__name__)
 

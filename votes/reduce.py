@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from votes.events import VoteEvent
+from votes.messages import VoteEvent
 
 
 def last_vote_per_user(events: Iterable[VoteEvent]) -> list[VoteEvent]:

@@ -1,6 +1,6 @@
 """The Kafka side of the vote consumer: polling, commit policy, retries and shutdown.
 
-The business logic is `votes.consumer.apply_batches`. This runner only moves records
+The business logic is `votes.apply.apply_batches`. This runner only moves records
 to it, everything one poll returned (all its partitions) in one call, and:
 
 - on (re)assignment seeks each partition to the offset stored in PostgreSQL + 1;
@@ -26,9 +26,9 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from valkey.exceptions import ValkeyError
 
-from db.cache import get_sync_valkey
 from db.pool import get_sync_pool
-from votes.consumer import BatchOutcome, Record, apply_batches, stored_offsets
+from db.valkey import get_sync_valkey
+from votes.apply import BatchOutcome, Record, apply_batches, stored_offsets
 from votes.counts import PollCounts, store_counts
 
 log = logging.getLogger(__name__)

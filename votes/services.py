@@ -6,14 +6,15 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from ninja.errors import HttpError
 
 from accounts import throttle
-from accounts.users import User
+from accounts.rows import UserRow
 from db.pool import autocommit_connection
 from db.sql import fetch_one, fetch_value, queries
+from feedapp.errors import Conflict, Forbidden, NotFound, Unavailable
+from polls.errors import PollNotFound
 from votes.counts import PollCounts, read_counts
-from votes.events import VoteEvent
+from votes.messages import VoteEvent
 from votes.producer import VoteNotEnqueued, produce_vote
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,12 @@ class VoteCheck:
     expired: bool
 
 
-async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteEvent:
+async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> VoteEvent:
     """Check the right to vote now, then enqueue the vote durably in Kafka.
 
-    429: over the user's vote rate, 403: no right to vote (also for a poll that does not
-    exist), 404: the option is not in that poll, 409: the poll has expired, 503: the
-    broker did not acknowledge.
+    TooManyRequests: over the user's vote rate; Forbidden: no right to vote (also for a
+    poll that does not exist); NotFound: the option is not in that poll; Conflict: the
+    poll has expired; Unavailable: the broker did not acknowledge.
     """
     rate = throttle.Rate(settings.VOTE_RATE_PER_SECOND, 1.0, settings.VOTE_RATE_BURST)
     throttle.raise_if_denied(
@@ -43,27 +44,27 @@ async def do_submit_vote(user: User, poll_id: int, vote_option_id: int) -> VoteE
         check = await fetch_one(conn, Q["check_vote"], params, VoteCheck)
     assert check is not None
     if not check.may_vote:
-        raise HttpError(403, "You may not vote on this poll")
+        raise Forbidden("You may not vote on this poll")
     if not check.option_in_poll:
-        raise HttpError(404, "This option does not belong to this poll")
+        raise NotFound("This option does not belong to this poll")
     if check.expired:
-        raise HttpError(409, "This poll has expired")
+        raise Conflict("This poll has expired")
     event = VoteEvent.new(user.id, poll_id, vote_option_id)
     try:
         await produce_vote(event)
     except VoteNotEnqueued as exc:
         log.error("vote of user %d on poll %d not enqueued: %s", user.id, poll_id, exc)
-        raise HttpError(503, "The vote could not be recorded; please try again") from exc
+        raise Unavailable("The vote could not be recorded; please try again") from exc
     return event
 
 
-async def get_visible_counts(user: User | None, poll_id: int) -> PollCounts:
-    """The poll's counts if the caller may view it; 404 otherwise."""
+async def get_visible_counts(user: UserRow | None, poll_id: int) -> PollCounts:
+    """The poll's counts if the caller may view it; PollNotFound otherwise."""
     async with autocommit_connection() as conn:
         may_view = await fetch_value(
             conn, Q["may_view_poll"], {"user_id": user.id if user else None, "poll_id": poll_id}
         )
     counts = await read_counts(poll_id) if may_view else None
     if counts is None:
-        raise HttpError(404, "Poll not found")
+        raise PollNotFound()
     return counts

@@ -8,9 +8,10 @@ from django.http import HttpRequest
 from ninja import Path, Router, Schema, Status
 from pydantic import ConfigDict, Field
 
-from accounts.auth import SESSION_OPTIONAL, SESSION_REQUIRED, optional_user, require_user
-from feedapp.errors import Detail, HTTPValidationError
-from votes.events import MAX_ID
+from accounts.auth import optional_user, require_user
+from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
+from feedapp.schemas import Detail, HTTPValidationError
+from votes.messages import MAX_ID
 from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from feedapp import broker
+from votes import broker
 from votes.runner import RunnerConfig, run
 
 

@@ -17,7 +17,7 @@ from psycopg import errors
 
 from db.sql import queries
 from votes.counts import PollCounts, read_counts_sync
-from votes.events import PoisonEvent, VoteEvent
+from votes.messages import PoisonEvent, VoteEvent
 from votes.reduce import last_vote_per_user
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,6 @@ class BatchOutcome:
     poison: int = 0  # records that are not vote events
     gone: int = 0  # votes for a poll, option or user that no longer exists
     counts: list[PollCounts] = field(default_factory=list)  # polls whose counts changed
-
-
-def apply_batch(
-    conn: psycopg.Connection, group: str, topic: str, partition: int, records: Sequence[Record]
-) -> BatchOutcome:
-    """Apply one partition's records; see `apply_batches`."""
-    return apply_batches(conn, group, topic, {partition: records})
 
 
 def apply_batches(

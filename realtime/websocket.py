@@ -21,26 +21,36 @@ from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
 from django.http.cookie import parse_cookie
 from django.urls import path, re_path
-from ninja.errors import HttpError
 
 from accounts.addresses import address_from
 from accounts.auth import COOKIE_NAME
+from accounts.rows import UserRow
 from accounts.tokens import read_token
-from accounts.users import User, get_user
+from accounts.users import get_user
+from feedapp.errors import NotFound, ServiceError, TooManyRequests, Unavailable
+from polls.errors import PollNotFound
 from realtime.hub import Hub, Signal, Update, get_hub
-from realtime.limits import LimitReached, Slot, get_slots, subject_for
+from realtime.limits import Slot, get_slots, subject_for
 from realtime.watch import watch
 from votes.counts import PollCounts
-from votes.events import MAX_ID
+from votes.messages import MAX_ID
 from votes.services import get_visible_counts
 
 log = logging.getLogger(__name__)
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
+
+# The project's errors as close codes (the SSE route answers their HTTP status instead).
+CLOSE_CODES: dict[type[ServiceError], int] = {
+    NotFound: CLOSE_NOT_FOUND,
+    TooManyRequests: CLOSE_TOO_MANY,
+    Unavailable: CLOSE_TRY_AGAIN_LATER,
+}
 
 POLL_DELETED_FRAME = '{"event":"poll_deleted"}'
 
@@ -50,6 +60,14 @@ def vote_update_frame(update: Update) -> str:
     return f'{{"event":"vote_update","id":{update.version},"data":{update.data}}}'
 
 
+def close_code(error: ServiceError) -> int:
+    """The close code of a refusal: its class's, or its nearest base class's."""
+    for cls in type(error).__mro__:
+        if cls in CLOSE_CODES:
+            return CLOSE_CODES[cls]
+    return CLOSE_POLICY_VIOLATION
+
+
 def _header(scope: dict[str, Any], name: bytes) -> str:
     for key, value in scope.get("headers", []):
         if key == name:
@@ -57,7 +75,7 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return ""
 
 
-async def scope_user(scope: dict[str, Any]) -> User | None:
+async def scope_user(scope: dict[str, Any]) -> UserRow | None:
     """The active user behind the handshake's session cookie, or None."""
     token = parse_cookie(_header(scope, b"cookie")).get(COOKIE_NAME)
     claims = read_token(token) if token else None
@@ -81,24 +99,18 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
         # Accepted first: a refusal before accepting reaches the browser as a bare 403,
         # without the close code that says why.
         await self.accept()
-        if not 0 < poll_id <= MAX_ID:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
         user = await scope_user(self.scope)
         try:
+            if not 0 < poll_id <= MAX_ID:
+                raise PollNotFound()
             counts = await get_visible_counts(user, poll_id)
-        except HttpError:
-            await self.close(code=CLOSE_NOT_FOUND)
-            return
-        hub = get_hub()
-        if hub.closed:
-            await self.close(code=CLOSE_TRY_AGAIN_LATER)
-            return
-        subject = subject_for(user.id if user else None, scope_address(self.scope))
-        try:
+            hub = get_hub()
+            if hub.closed:
+                raise Unavailable("The server is shutting down; reconnect")
+            subject = subject_for(user.id if user else None, scope_address(self.scope))
             slot = await get_slots().acquire(subject)
-        except LimitReached:
-            await self.close(code=CLOSE_TOO_MANY)
+        except ServiceError as error:
+            await self.close(code=close_code(error))
             return
         self.forwarder = asyncio.create_task(self.forward(hub, poll_id, counts, slot))
 

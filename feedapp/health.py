@@ -10,9 +10,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
-from db.cache import get_async_valkey
 from db.pool import get_async_pool
-from feedapp import broker
+from db.valkey import get_async_valkey
+from votes import broker
 
 log = logging.getLogger(__name__)
 router = Router(tags=["service"])

@@ -1,6 +1,6 @@
 """One long-lived event loop per process for synchronous callers of async services.
 
-The SQL pool and the Valkey client are per event loop (db.pool, db.cache). asgiref's
+The SQL pool and the Valkey client are per event loop (db.pool, db.valkey). asgiref's
 `async_to_sync` runs on a throw-away loop whenever no server loop is around
 (management commands, the shell, the consumer), so every call would open a pool
 that nothing closes. Running those calls on one background loop instead keeps one

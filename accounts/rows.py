@@ -1,0 +1,31 @@
+"""Rows of the accounts statements as typed objects.
+
+`UserRow` is a user as the services know them (id, names, flags). It is not
+accounts.models.User, the admin's Django model of the same table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    username: str
+    email: str
+    is_active: bool
+    is_staff: bool
+
+
+@dataclass(frozen=True)
+class Credentials:
+    id: int
+    is_active: bool
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Taken:
+    username_taken: bool
+    email_taken: bool
