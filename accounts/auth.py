@@ -1,4 +1,10 @@
-"""The two helpers every view uses to learn who is calling: optional and required user."""
+"""Who is calling: the user behind a session token, for every transport.
+
+HTTP views use `optional_user` and `require_user` (the cookie of the request, decoded
+once per request); the WebSocket route passes its handshake's cookie to
+`user_from_token`. Both resolve a token the same way: valid claims, a known user, and
+that user still active.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,16 @@ from accounts.users import get_user
 from feedapp.errors import NotAuthenticated
 
 COOKIE_NAME = "feedapp_session_token"
+
+
+async def _active_user(claims: Claims | None) -> UserRow | None:
+    user = await get_user(claims.user_id) if claims else None
+    return user if user is not None and user.is_active else None
+
+
+async def user_from_token(token: str | None) -> UserRow | None:
+    """The active user a session token names; None when missing, invalid, unknown or banned."""
+    return await _active_user(read_token(token) if token else None)
 
 
 def session_claims(request: HttpRequest) -> Claims | None:
@@ -24,10 +40,7 @@ async def optional_user(request: HttpRequest) -> UserRow | None:
     """The active user behind the session cookie, or None (anonymous, invalid, banned)."""
     if hasattr(request, "feedapp_user"):
         return request.feedapp_user
-    claims = session_claims(request)
-    user = await get_user(claims.user_id) if claims else None
-    if user is not None and not user.is_active:
-        user = None
+    user = await _active_user(session_claims(request))
     request.feedapp_user = user  # type: ignore[attr-defined]
     return user
 

@@ -233,7 +233,7 @@ class PollAdmin(admin.ModelAdmin):
         try:
             run_sync(do_delete_poll_as_staff(obj.pk, signed_in_staff(request).as_actor()))
         except PollNotFound:
-            # Deleted by someone else meanwhile, whose call ran the hooks: gone as asked.
+            # Deleted by someone else meanwhile, whose call sent the signal: gone as asked.
             pass
         except Forbidden:
             raise PermissionDenied from None
@@ -246,7 +246,7 @@ class PollAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:polls_poll_changelist"))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
-        """Delete each poll through the service, one transaction and one set of hooks each."""
+        """Delete each poll through the service, one transaction and one signal each."""
         for poll in queryset:
             self.delete_model(request, poll)
 
