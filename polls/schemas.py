@@ -13,25 +13,21 @@ from typing import Annotated
 from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict, StringConstraints, field_validator
 
+from db.ids import MAX_ID
+from feedapp.schemas import valid_unicode
 from polls.rows import GrantableRole, PollPerms, Role
 
-# Ids are PostgreSQL bigints: anything outside is refused with 422, never sent to SQL.
-BIGINT_MAX = 2**63 - 1
-Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+# Anything outside is refused with 422, never sent to SQL.
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 MAX_GRANTS_PER_REQUEST = 100
 
 
 def _storable(text: str) -> str:
-    # PostgreSQL text cannot hold NUL, and lone surrogates (valid in JSON escapes)
-    # are not UTF-8: refuse both here rather than fail in the database.
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
     if "\x00" in text:
         raise ValueError("must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return text
+    return valid_unicode(text)
 
 
 # Trimmed before the length checks, so whitespace-only text is too short.

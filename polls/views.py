@@ -9,12 +9,12 @@ from ninja import Body, Path, Query, Router, Status
 
 from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
+from db.ids import MAX_ID
 from feedapp.schemas import Detail, HTTPValidationError
 from polls import services
 from polls.errors import PollNotFound
 from polls.rows import PollRow, PollSummaryRow, UserGrantRow
 from polls.schemas import (
-    BIGINT_MAX,
     MAX_GRANTS_PER_REQUEST,
     CreatePollPayload,
     GetActivePollRolesRow,
@@ -25,7 +25,7 @@ from polls.schemas import (
 
 router = Router(tags=["polls"])
 
-PollId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+PollId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Grants = Annotated[list[GiveAccessPayload], Body(max_length=MAX_GRANTS_PER_REQUEST)]
 
 
@@ -59,7 +59,7 @@ async def create_poll(request: HttpRequest, payload: CreatePollPayload) -> Statu
 async def feed(
     request: HttpRequest,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[PollSummaryRow]:
     """Polls the caller may view, newest first; pass the last id seen as `before` for more."""
     return await services.get_feed_page(await optional_user(request), limit, before)

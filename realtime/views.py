@@ -11,10 +11,10 @@ from ninja import Path, Router
 from accounts.addresses import client_address
 from accounts.auth import optional_user
 from accounts.security import SESSION_OPTIONAL
+from db.ids import MAX_ID
 from feedapp.schemas import Detail, HTTPValidationError
 from realtime.sse import CONTENT_TYPE, event_stream
 from realtime.streams import open_watch
-from votes.messages import MAX_ID
 
 router = Router(tags=["votes"])
 

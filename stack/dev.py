@@ -13,6 +13,7 @@ from types import FrameType
 
 from stack.__main__ import start_all, stop_all
 from stack.process import StackError
+from stack.processes import consume_votes_command, manage_command
 from stack.profiles import PORT_OFFSET, PROJECT_ROOT, Profile, get_profile
 
 # The frontend's dev server proxies /api to :8000. FEEDAPP_STACK_PORT_OFFSET (a second
@@ -30,10 +31,6 @@ def _children_env(profile: Profile) -> dict[str, str]:
         env.setdefault("VALKEY_URL", profile.valkey_url)
         env.setdefault("KAFKA_BOOTSTRAP_SERVERS", profile.kafka_bootstrap)
     return env
-
-
-def _manage(*args: str) -> list[str]:
-    return [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
 
 
 def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
@@ -65,11 +62,10 @@ def main() -> int:
     children: dict[str, subprocess.Popen[bytes]] = {}
     env = _children_env(profile)
     try:
-        subprocess.run(_manage("dbmate", "up"), check=True, cwd=PROJECT_ROOT, env=env)
+        subprocess.run(manage_command("dbmate", "up"), check=True, cwd=PROJECT_ROOT, env=env)
         # Own process groups: runserver's autoreloader forks, and the whole group must stop.
-        children["web"] = _spawn(env, "runserver", WEB_ADDRESS)
-        if (PROJECT_ROOT / "votes" / "management" / "commands" / "consume_votes.py").exists():
-            children["consumer"] = _spawn(env, "consume_votes")
+        children["web"] = _spawn(manage_command("runserver", WEB_ADDRESS), env)
+        children["consumer"] = _spawn(consume_votes_command(), env)
         if _wait_for_web(children["web"]):
             print(
                 f"serving on http://{WEB_ADDRESS} (ready in {time.monotonic() - began:.1f} s; "
@@ -92,8 +88,8 @@ def main() -> int:
         stop_all(profile)
 
 
-def _spawn(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(_manage(*args), cwd=PROJECT_ROOT, env=env, start_new_session=True)
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
 
 
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -68,6 +68,8 @@ COMMIT_EVERY_BATCH = CommitPolicy()
 
 @dataclass
 class RunnerConfig:
+    """What one consumer runs against, and how (`consume_votes` takes its defaults)."""
+
     bootstrap_servers: list[str]
     topic: str
     group: str

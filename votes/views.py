@@ -10,8 +10,8 @@ from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
+from db.ids import MAX_ID
 from feedapp.schemas import Detail, HTTPValidationError
-from votes.messages import MAX_ID
 from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])
