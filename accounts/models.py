@@ -39,9 +39,10 @@ from db.readonly import ReadOnlyQuerySet, refuse_write
 from db.sync_bridge import run_sync
 from feedapp.errors import Conflict
 
-# What staff who are not superusers may do. Moderation only: seeing accounts, polls and
-# grants, banning, the moderator role, deleting polls, revoking grants. Changing who is
-# staff (`accounts.change_user`) is left to superusers.
+# What staff who are not superusers may do. Moderation only: seeing accounts, polls,
+# grants and reports, banning, the moderator role, deleting polls, revoking grants,
+# working the review queue (dismissing reports). Changing who is staff
+# (`accounts.change_user`) is left to superusers.
 STAFF_PERMISSIONS = frozenset(
     {
         "accounts.view_user",
@@ -52,6 +53,9 @@ STAFF_PERMISSIONS = frozenset(
         "polls.view_voteoption",
         "polls.view_pollgrant",
         "polls.revoke_pollgrant",
+        "moderation.view_report",
+        "moderation.view_reportedpoll",
+        "moderation.dismiss_report",
     }
 )
 STAFF_APPS = frozenset(perm.split(".", 1)[0] for perm in STAFF_PERMISSIONS)

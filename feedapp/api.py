@@ -16,6 +16,7 @@ from accounts.views import router as accounts_router
 from feedapp import health
 from feedapp.errors import ServiceError
 from feedapp.middleware import body_too_large
+from moderation.views import router as moderation_router
 from polls.views import router as polls_router
 from realtime.views import router as realtime_router
 from votes.views import router as votes_router
@@ -79,6 +80,8 @@ api.add_exception_handler(RequestDataTooBig, body_too_big)
 api.add_router("", health.router)
 api.add_router("/user", accounts_router)
 api.add_router("/poll", polls_router)
+# Reports are moderation's, on the poll they are about.
+api.add_router("/poll", moderation_router)
 api.add_router("/vote", votes_router)
 # The live stream lives in its own app, under the same prefix as the other vote routes.
 api.add_router("/vote", realtime_router)

@@ -23,7 +23,7 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 MAX_GRANTS_PER_REQUEST = 100
 
 
-def _storable(text: str) -> str:
+def storable(text: str) -> str:
     # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
     if "\x00" in text:
         raise ValueError("must not contain NUL characters")
@@ -34,12 +34,12 @@ def _storable(text: str) -> str:
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 OptionText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 
 
