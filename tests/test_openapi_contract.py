@@ -79,6 +79,7 @@ NEEDS_SESSION = {
     "get_poll_roles",
     "assign_poll_roles",
     "submit_vote",
+    "report_poll",
 }
 READS_SESSION = {"get_all_polls", "get_poll_by_id", "get_votes_for_poll", "stream_vote_updates"}
 
