@@ -13,7 +13,7 @@ ifdef PROFILE
 export FEEDAPP_STACK_PROFILE := $(PROFILE)
 endif
 
-.PHONY: help install dev test services stop status migrate lint format clean-stack
+.PHONY: help install dev test services stop status migrate lint format openapi clean-stack
 
 help:
 	@echo "make dev       start services, migrations, web server (:8000) and consumer; Ctrl-C stops all"
@@ -23,6 +23,7 @@ help:
 	@echo "make status    show what is running"
 	@echo "make migrate   apply db/migrations to the development database (PROFILE=test: the test one)"
 	@echo "make lint      ruff (lint, format check) and mypy"
+	@echo "make openapi   rewrite docs/openapi.json from the routes (review and commit the diff)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -59,6 +60,9 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+
+openapi: install
+	$(PY) -m feedapp.openapi
 
 format: install
 	$(PY) -m ruff check --fix .
