@@ -35,7 +35,8 @@ RUN uv sync --frozen --no-dev \
         -x '/\.venv/' /app \
     && DJANGO_SECRET_KEY=collectstatic-only JWT_SECRET_KEY=collectstatic-only \
         DATABASE_URL=postgres://unused@localhost/unused VALKEY_URL=valkey://localhost \
-        KAFKA_BOOTSTRAP_SERVERS=localhost:9092 FEEDAPP_MODE=production STATIC_ROOT=/app/static \
+        KAFKA_BOOTSTRAP_SERVERS=localhost:9092 FEEDAPP_ALLOWED_ORIGINS=https://unused \
+        FEEDAPP_MODE=production STATIC_ROOT=/app/static \
         .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 
 # --- proxy: the reverse proxy in front of the web replicas -------------------------------

@@ -153,6 +153,7 @@ async def test_seed_demo_refuses_bad_rates_and_production() -> None:
     status, output = await manage(
         "seed_demo",
         FEEDAPP_MODE="production",
+        FEEDAPP_ALLOWED_ORIGINS="https://feedapp.example",
         DJANGO_SECRET_KEY="s" * 50,
         JWT_SECRET_KEY="j" * 50,
     )

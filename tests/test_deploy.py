@@ -325,6 +325,7 @@ def production_env(venv: Path, **extra: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "feedapp.settings",
         "FEEDAPP_MODE": "production",
         "FEEDAPP_ENV_FILE": "/nonexistent",
+        "FEEDAPP_ALLOWED_ORIGINS": "http://127.0.0.1",
         "DJANGO_SECRET_KEY": "s" * 50,
         "JWT_SECRET_KEY": "j" * 50,
         "DATABASE_URL": settings.DATABASE_URL,
@@ -386,3 +387,28 @@ def test_the_web_command_serves_and_its_probe_reports_ready(runtime_env: Path, t
         log.close()
     # uvicorn's graceful shutdown, ended by SIGTERM as `docker stop` sends it.
     assert code == 0, (tmp_path / "web.log").read_text()
+
+
+def test_the_builds_collectstatic_step_runs_on_the_runtime_dependencies(
+    runtime_env: Path, tmp_path: Path
+) -> None:
+    """The Dockerfile's collectstatic, with exactly the settings it passes (placeholders,
+    production mode), collects the admin's files."""
+    build = " ".join(stages()["build"])
+    step = re.search(r"&& ((?:[A-Z_]+=\S+\s+)+)\.venv/bin/python manage\.py collectstatic", build)
+    assert step is not None, "the build stage collects static files"
+    assigned = dict(item.split("=", 1) for item in step.group(1).split())
+    assert assigned["FEEDAPP_MODE"] == "production"
+    assigned["STATIC_ROOT"] = str(tmp_path / "static")
+    result = run(
+        [str(runtime_env / "bin" / "python"), "manage.py", "collectstatic", "--noinput"],
+        cwd=PROJECT_ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "FEEDAPP_ENV_FILE": "/nonexistent",
+            "DJANGO_SETTINGS_MODULE": "feedapp.settings",
+            **assigned,
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "static" / "admin" / "css" / "base.css").exists()

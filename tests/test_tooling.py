@@ -67,7 +67,10 @@ def test_explicit_settings_win_over_the_stack() -> None:
 
 def test_production_requires_the_service_addresses() -> None:
     env = _clean_environment(
-        FEEDAPP_MODE="production", DJANGO_SECRET_KEY="x" * 50, JWT_SECRET_KEY="y" * 50
+        FEEDAPP_MODE="production",
+        FEEDAPP_ALLOWED_ORIGINS="https://feedapp.example",
+        DJANGO_SECRET_KEY="x" * 50,
+        JWT_SECRET_KEY="y" * 50,
     )
     result = _run([sys.executable, "manage.py", "check"], env)
     assert result.returncode != 0
