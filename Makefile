@@ -6,8 +6,14 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# `make services|migrate|status PROFILE=test` acts on another stack profile, as
+# FEEDAPP_STACK_PROFILE does for `python -m stack` and `manage.py`; FEEDAPP_STACK_PORT_OFFSET
+# shifts its ports for both alike.
+ifdef PROFILE
+export FEEDAPP_STACK_PROFILE := $(PROFILE)
+endif
 
-.PHONY: help install dev test services stop status migrate lint format clean-stack
+.PHONY: help install dev test services stop status migrate lint format openapi clean-stack
 
 help:
 	@echo "make dev       start services, migrations, web server (:8000) and consumer; Ctrl-C stops all"
@@ -15,8 +21,9 @@ help:
 	@echo "make services  start the development stack (PostgreSQL, Valkey, Kafka)"
 	@echo "make stop      stop the development and test stacks"
 	@echo "make status    show what is running"
-	@echo "make migrate   apply db/migrations to the development database"
+	@echo "make migrate   apply db/migrations to the development database (PROFILE=test: the test one)"
 	@echo "make lint      ruff (lint, format check) and mypy"
+	@echo "make openapi   rewrite docs/openapi.json from the routes (review and commit the diff)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -53,6 +60,9 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+
+openapi: install
+	$(PY) -m feedapp.openapi
 
 format: install
 	$(PY) -m ruff check --fix .

@@ -1,4 +1,8 @@
-"""Request and response bodies of the accounts API (field names are the HTTP contract)."""
+"""Request and response bodies of the accounts API.
+
+Field names are the HTTP contract; class names are the OpenAPI component names, kept
+from the first backend so that its generated frontend client keeps compiling.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,13 @@ import re
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator
 
+from feedapp.schemas import valid_unicode
+
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 USERNAME_MIN_LENGTH, USERNAME_MAX_LENGTH = 3, 32
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _DOMAIN_LABEL = re.compile(r"(?:[^\W_]|-){1,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _encodable(value: str) -> str:
-    # JSON may carry lone surrogates ("\ud800"): valid Python text that no database,
-    # hasher or log line can encode. They are refused here, not met later as a 500.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
 
 
 def _email(value: str) -> str:
@@ -46,7 +42,7 @@ class Input(Schema):
     model_config = ConfigDict(extra="forbid")
 
 
-class RegisterIn(Input):
+class CreateUserPayload(Input):
     username: str = Field(
         min_length=USERNAME_MIN_LENGTH,
         max_length=USERNAME_MAX_LENGTH,
@@ -59,15 +55,15 @@ class RegisterIn(Input):
     @field_validator("email")
     @classmethod
     def _valid_email(cls, value: str) -> str:
-        return _email(_encodable(value))
+        return _email(valid_unicode(value))
 
     @field_validator("password")
     @classmethod
     def _valid_password(cls, value: str) -> str:
-        return _encodable(value)
+        return valid_unicode(value)
 
 
-class LoginIn(Input):
+class LoginPayload(Input):
     username: str = Field(min_length=1, max_length=254, description="The username or the email")
     password: str = Field(min_length=1, max_length=128)
 
@@ -76,12 +72,12 @@ class LoginIn(Input):
     def _valid_login(cls, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
-        return _encodable(value)
+        return valid_unicode(value)
 
     @field_validator("password")
     @classmethod
     def _valid_password(cls, value: str) -> str:
-        return _encodable(value)
+        return valid_unicode(value)
 
 
 class UserInfo(Schema):

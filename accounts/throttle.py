@@ -15,35 +15,16 @@ from dataclasses import dataclass
 
 import valkey
 
-from db.valkey import get_async_valkey
+from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
+from feedapp.metrics import THROTTLE_REFUSALS
 from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "throttle"
 
-# KEYS[1]: the bucket. ARGV: emission interval (ms), burst size, cost (0 only looks).
-# The bucket holds the "theoretical arrival time" (TAT) of the next event, in ms.
-_GCRA = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local capacity = interval * tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval * math.max(cost, 1)
-local allow_at = new_tat - capacity
-if allow_at > now then
-    return {0, allow_at - now}
-end
-if cost > 0 then
-    local ttl = string.format('%d', new_tat - now)
-    redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
-end
-return {1, 0}
-"""
+GCRA = LuaScript("throttle_gcra")
 
 
 @dataclass(frozen=True)
@@ -77,7 +58,7 @@ def bucket_key(scope: str, subject: str) -> str:
 
 
 async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
-    script = get_async_valkey().register_script(_GCRA)
+    script = GCRA.on_async(get_async_valkey())
     try:
         allowed, wait_ms = await script(
             keys=[bucket_key(scope, subject)], args=[rate.interval_ms, rate.capacity, cost]
@@ -90,6 +71,7 @@ async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
     VALKEY.ended()
     if allowed:
         return Verdict(allowed=True)
+    THROTTLE_REFUSALS.labels(scope).inc()
     return Verdict(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)))
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import jwt
 from django.conf import settings
 
+from db.ids import MAX_ID_DIGITS
+
 ALGORITHM = "HS256"
 
 
@@ -39,7 +41,7 @@ def read_token(token: str) -> Claims | None:
             options={"require": ["sub", "iat", "exp"]},
         )
         sub = payload["sub"]
-        if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 19:
+        if not isinstance(sub, str) or not sub.isdigit() or len(sub) > MAX_ID_DIGITS:
             return None
         return Claims(
             user_id=int(sub), issued_at=int(payload["iat"]), expires_at=int(payload["exp"])

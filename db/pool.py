@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
-import threading
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TypeVar
@@ -27,17 +25,12 @@ from django.conf import settings
 from psycopg import errors
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from db.singletons import PerLoop, PerProcess
 from feedapp.errors import Unavailable
 from feedapp.outages import POSTGRESQL
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_async_pools: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool]
-] = weakref.WeakKeyDictionary()
-_sync_pool: ConnectionPool | None = None
-_sync_lock = threading.Lock()
 
 UNAVAILABLE_MESSAGE = "The database is unavailable; please try again shortly"
 BUSY_MESSAGE = "The database was busy with a conflicting change; please try again"
@@ -82,15 +75,26 @@ async def _open_async_pool() -> AsyncConnectionPool:
     return pool
 
 
+# The opening task is stored before anyone awaits it, so concurrent first callers share
+# one pool.
+_async_pools: PerLoop[asyncio.Task[AsyncConnectionPool]] = PerLoop(
+    lambda: asyncio.get_running_loop().create_task(_open_async_pool())
+)
+# The consumer takes one connection per batch: checking it first (one round trip) costs
+# little, and a restart's dead connections are replaced before a batch fails on them.
+_sync_pool: PerProcess[ConnectionPool] = PerProcess(
+    lambda: ConnectionPool(
+        open=True,
+        check=ConnectionPool.check_connection,
+        **_pool_kwargs(),  # type: ignore[arg-type]
+    ),
+    ConnectionPool.close,
+)
+
+
 async def get_async_pool() -> AsyncConnectionPool:
     """The running loop's pool, opened on first use."""
-    loop = asyncio.get_running_loop()
-    task = _async_pools.get(loop)
-    if task is None:
-        # Store the task before awaiting so concurrent first callers share one pool.
-        task = loop.create_task(_open_async_pool())
-        _async_pools[loop] = task
-    return await task
+    return await _async_pools.get()
 
 
 def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
@@ -200,18 +204,14 @@ async def run_transaction(work: Callable[[psycopg.AsyncConnection], Awaitable[T]
 
 async def close_async_pool() -> None:
     """Close the running loop's pool, if any."""
-    task = _async_pools.pop(asyncio.get_running_loop(), None)
+    task = _async_pools.pop()
     if task is not None:
         await (await task).close()
 
 
 def get_sync_pool() -> ConnectionPool:
     """The process's pool for synchronous code (management commands, the consumer)."""
-    global _sync_pool
-    with _sync_lock:
-        if _sync_pool is None:
-            _sync_pool = ConnectionPool(open=True, **_pool_kwargs())  # type: ignore[arg-type]
-        return _sync_pool
+    return _sync_pool.get()
 
 
 @contextmanager
@@ -222,8 +222,4 @@ def sync_connection() -> Iterator[psycopg.Connection]:
 
 
 def close_sync_pool() -> None:
-    global _sync_pool
-    with _sync_lock:
-        if _sync_pool is not None:
-            _sync_pool.close()
-            _sync_pool = None
+    _sync_pool.close()

@@ -1,4 +1,10 @@
-"""The API's error bodies, shared by every router: `{"detail": str}` and the 422 list."""
+"""What every router's schemas share: the error bodies (`{"detail": str}` and the 422
+list) and the check that client text can be stored.
+
+The class names are the OpenAPI component names, which generated clients turn into type
+names: `HTTPValidationError` and `ValidationError` are FastAPI's, as the first backend
+served them (see docs/openapi.json).
+"""
 
 from __future__ import annotations
 
@@ -11,19 +17,34 @@ RETRY_AFTER_HEADER = {
 }
 
 
+def valid_unicode(value: str) -> str:
+    """`value`, if it is text every database, hasher and log line can encode.
+
+    JSON may carry lone surrogates ("\ud800"): valid Python text that is not UTF-8.
+    They are refused when the request is validated (422), not met later as a 500.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
 class Detail(Schema):
     """Every error other than a validation error."""
 
     detail: str
 
 
-class ValidationIssue(Schema):
+class ValidationError(Schema):
+    """One issue of a 422 answer: where (`loc`), what (`msg`) and its kind (`type`)."""
+
     type: str
     loc: list[str | int]
     msg: str
 
 
-class ValidationDetail(Schema):
+class HTTPValidationError(Schema):
     """A 422 answer: what was wrong with the request, one issue per field."""
 
-    detail: list[ValidationIssue]
+    detail: list[ValidationError]

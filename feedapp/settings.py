@@ -6,6 +6,7 @@ Defaults point at the local development stack (`python -m stack start`). In prod
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -33,6 +34,19 @@ def _local_secret(name: str) -> str:
     return path.read_text().strip()
 
 
+def _service_url(name: str, local_default: str) -> str:
+    """A backing service's address: from the environment, else (development only) the
+    local stack's, for the profile and port offset `python -m stack` uses."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise environ.ImproperlyConfigured(f"{name} must be set when FEEDAPP_MODE=production")
+    from stack.profiles import get_profile  # the local stack exists only in development
+
+    return str(getattr(get_profile(), local_default))
+
+
 def _secret(name: str) -> str:
     value = env.str(name, default="")
     if value:
@@ -57,13 +71,17 @@ INSTALLED_APPS = [
     "db",
     "accounts",
     "polls",
+    "moderation",
     "votes.apps.VotesConfig",
     "realtime.apps.RealtimeConfig",
+    "demo.apps.DemoConfig",
 ]
 
 # Every entry is async-native; Django's own middleware (thread hops under ASGI) runs
 # only outside /api/, for the admin (see feedapp.middleware.outside_api).
 MIDDLEWARE = [
+    # Outermost: the request id, the request's log line and its metrics cover every answer.
+    "feedapp.requestlog.request_log_middleware",
     "feedapp.middleware.standard_headers_middleware",
     # Before anything reads the body.
     "feedapp.middleware.body_limit_middleware",
@@ -108,15 +126,17 @@ AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
 # The session cookie travels over HTTPS only; off in development so http://localhost works.
 AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=not DEBUG)
 # Origins whose browsers may send state-changing API requests (the Origin/Referer check).
-FEEDAPP_ALLOWED_ORIGINS = env.list(
-    "FEEDAPP_ALLOWED_ORIGINS",
-    default=[
-        "http://localhost:5173",
-        "http://127.0.0.1:5173",
-        "http://localhost:8000",
-        "http://127.0.0.1:8000",
-    ],
-)
+# Development allows the local frontend dev servers: the FeedApp frontend's own (`vite
+# --port 3000`), Vite's default port 5173, and this API's docs page on :8000. Production
+# has no default: a deployment names its own origins.
+_DEVELOPMENT_ORIGINS = [
+    f"http://{host}:{port}" for port in (3000, 5173, 8000) for host in ("localhost", "127.0.0.1")
+]
+if PRODUCTION and "FEEDAPP_ALLOWED_ORIGINS" not in env:
+    raise environ.ImproperlyConfigured(
+        "FEEDAPP_ALLOWED_ORIGINS must be set when FEEDAPP_MODE=production"
+    )
+FEEDAPP_ALLOWED_ORIGINS = env.list("FEEDAPP_ALLOWED_ORIGINS", default=_DEVELOPMENT_ORIGINS)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     # Verifies hashes made by other hashers; they are replaced by Argon2id on the next login.
@@ -154,6 +174,11 @@ REGISTRATIONS_WINDOW_SECONDS = env.float("REGISTRATIONS_WINDOW_SECONDS", default
 # Vote submissions per second and user, and the burst allowed above that rate.
 VOTE_RATE_PER_SECOND = env.int("VOTE_RATE_PER_SECOND", default=10)
 VOTE_RATE_BURST = env.int("VOTE_RATE_BURST", default=20)
+# Reports of polls per user and hour (POST /api/poll/{id}/report); past it 429.
+REPORTS_PER_HOUR = env.int("REPORTS_PER_HOUR", default=20)
+# A poll reported by this many distinct users (open reports) leaves the public feed and
+# anonymous view until a moderator dismisses the reports. 0: never hidden automatically.
+REPORTS_AUTOHIDE_THRESHOLD = env.int("REPORTS_AUTOHIDE_THRESHOLD", default=0)
 # Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 # Largest request body accepted, bytes; larger ones get 413.
@@ -162,27 +187,65 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_LIMIT_BYTES
 
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
-DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:15432/feedapp")
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+# Unset in development: the local stack of FEEDAPP_STACK_PROFILE (default dev), its ports
+# shifted by FEEDAPP_STACK_PORT_OFFSET, as `python -m stack` starts it.
+DATABASE_URL = _service_url("DATABASE_URL", "database_url")
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
 DB_POOL_TIMEOUT_SECONDS = env.float("DB_POOL_TIMEOUT_SECONDS", default=5.0)
+# Connections Django's own pool (the admin, management commands) keeps per process.
+ADMIN_DB_POOL_MAX_SIZE = env.int("ADMIN_DB_POOL_MAX_SIZE", default=4)
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+# Django's connection comes from a pool and is checked before each use. Under ASGI every
+# admin request runs on a thread of its own, so a persistent connection (CONN_MAX_AGE >
+# 0) would never serve a second request and dead ones would pile up until collected;
+# CONN_MAX_AGE stays 0 (the pool requires it) and each request returns its connection to
+# the pool. CONN_HEALTH_CHECKS makes the pool test a connection when it hands it out, so
+# after a PostgreSQL restart the first admin request gets a fresh one instead of a 500.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASES["default"].get("OPTIONS", {}),
+    # Names these connections in pg_stat_activity, apart from the SQL layer's.
+    "application_name": "feedapp-admin",
+    "pool": {
+        "min_size": 0,
+        "max_size": ADMIN_DB_POOL_MAX_SIZE,
+        "timeout": DB_POOL_TIMEOUT_SECONDS,
+        # Idle connections are closed after five minutes: the admin is used in bursts.
+        "max_idle": 300,
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # dbmate owns every table, Django's own included: Django's migrations never run, and
 # `makemigrations` refuses to write any for the admin's unmanaged models.
 MIGRATION_MODULES = {
-    app: None for app in ("admin", "auth", "contenttypes", "sessions", "accounts", "polls")
+    app: None
+    for app in (
+        "admin",
+        "auth",
+        "contenttypes",
+        "sessions",
+        "accounts",
+        "polls",
+        "moderation",
+        "votes",
+    )
 }
 
 # --- Valkey -----------------------------------------------------------------------------
-VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")
+VALKEY_URL = _service_url("VALKEY_URL", "valkey_url")
 VALKEY_TIMEOUT_SECONDS = env.float("VALKEY_TIMEOUT_SECONDS", default=2.0)
 # Cached counts of a poll nobody reads expire; the next read rebuilds them.
 COUNTS_CACHE_TTL_SECONDS = env.int("COUNTS_CACHE_TTL_SECONDS", default=86400)
 
 # --- Kafka ------------------------------------------------------------------------------
-KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.1:19092"])
+KAFKA_BOOTSTRAP_SERVERS = [
+    server.strip()
+    for server in _service_url("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap").split(",")
+    if server.strip()
+]
 KAFKA_VOTE_TOPIC = env.str("KAFKA_VOTE_TOPIC", default="vote-event")
 KAFKA_VOTE_TOPIC_PARTITIONS = env.int("KAFKA_VOTE_TOPIC_PARTITIONS", default=12)
 KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1)
@@ -217,27 +280,58 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".stack" / "static"
+# Where `collectstatic` puts the admin's files for the proxy to serve (the image: /app/static).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".stack" / "static")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Metrics ------------------------------------------------------------------------------
+# With a token, /api/metrics requires `Authorization: Bearer <token>`; without one it answers
+# only peers in these networks whose request came through no proxy (feedapp/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(network.strip())
+    for network in env.list(
+        "METRICS_ALLOWED_NETWORKS",
+        default=[
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ],
+    )
+]
+# The vote consumer serves its metrics on this port (0: not at all) and address.
+CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
+CONSUMER_METRICS_ADDRESS = env.str("CONSUMER_METRICS_ADDRESS", default="127.0.0.1")
+
+# --- Logs -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: one readable line per record; json: one JSON object per line. Both carry the
+# request id of the request that logged it (feedapp/requestlog.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-    },
     "filters": {
+        "request_id": {"()": "feedapp.requestlog.RequestIdFilter"},
         # An outage is logged once by the app, not on each retry of the client library.
         "outages": {"()": "feedapp.outages.QuietLibrariesDuringOutages"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "feedapp.requestlog.JsonFormatter"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["outages"],
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "outages"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

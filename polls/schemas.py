@@ -1,4 +1,9 @@
-"""The JSON shapes of the poll routes, with the field names of API.md."""
+"""The JSON shapes of the poll routes, with the field names of API.md.
+
+Class names are the OpenAPI component names, kept from the first backend (whose
+response types were its sqlc row classes, hence `...Row`) so that its generated
+frontend client keeps compiling.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +13,37 @@ from typing import Annotated
 from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict, StringConstraints, field_validator
 
+from db.ids import MAX_ID
+from feedapp.schemas import valid_unicode
 from polls.rows import GrantableRole, PollPerms, Role
 
-# Ids are PostgreSQL bigints: anything outside is refused with 422, never sent to SQL.
-BIGINT_MAX = 2**63 - 1
-Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
+# Anything outside is refused with 422, never sent to SQL.
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 MAX_GRANTS_PER_REQUEST = 100
 
 
-def _storable(text: str) -> str:
-    # PostgreSQL text cannot hold NUL, and lone surrogates (valid in JSON escapes)
-    # are not UTF-8: refuse both here rather than fail in the database.
+def storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
     if "\x00" in text:
         raise ValueError("must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return text
+    return valid_unicode(text)
 
 
 # Trimmed before the length checks, so whitespace-only text is too short.
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 OptionText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_storable),
+    AfterValidator(storable),
 ]
 
 
-class CreatePoll(Schema):
+class CreatePollPayload(Schema):
     model_config = ConfigDict(extra="forbid")
 
     question: Question
@@ -63,7 +64,9 @@ class CreatePoll(Schema):
         return value
 
 
-class PollSummary(Schema):
+class GetPollsRow(Schema):
+    """A poll in the feed."""
+
     id: int
     question: str
     expires_at: datetime | None
@@ -72,34 +75,24 @@ class PollSummary(Schema):
     option_ids: list[int]
 
 
-class Poll(PollSummary):
+class GetPollRow(GetPollsRow):
+    """One poll, with the caller's current vote (`null`: none, or anonymous)."""
+
     user_vote: int | None
 
 
-class RoleGrant(Schema):
+class GiveAccessPayload(Schema):
+    """One grant asked for: a role on the poll for a user."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: GrantableRole
     user_id: Id
 
 
-class UserRole(Schema):
+class GetActivePollRolesRow(Schema):
+    """A grant in force on the poll, to a named user."""
+
     role: Role
     username: str
     user_id: int
-
-
-class Message(Schema):
-    detail: str
-
-
-class ValidationIssue(Schema):
-    type: str
-    loc: list[str | int]
-    msg: str
-
-
-class ValidationErrors(Schema):
-    """ninja's 422 body, declared so that generated clients know its shape."""
-
-    detail: list[ValidationIssue]

@@ -25,7 +25,6 @@ import contextvars
 import enum
 import json
 import logging
-import weakref
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,9 @@ from valkey.asyncio.connection import AbstractConnection
 from valkey.exceptions import ValkeyError
 
 from db.backoff import Backoff
+from db.singletons import PerLoop
 from db.valkey import get_async_valkey
+from realtime.metrics import HUB_SUBSCRIPTIONS
 from votes import pubsub
 from votes.counts import read_counts_many
 from votes.rows import PollCounts
@@ -196,6 +197,7 @@ class Hub:
         poll = self._polls.get(poll_id)
         if poll is None:
             poll = self._polls[poll_id] = _Poll()
+            HUB_SUBSCRIPTIONS.inc()
             self._dirty.set()
         client = Client(poll_id)
         poll.clients.add(client)
@@ -214,6 +216,7 @@ class Hub:
         self._clients -= 1
         if not poll.clients:
             del self._polls[client.poll_id]
+            HUB_SUBSCRIPTIONS.dec()
             self._resync.discard(client.poll_id)
             self._dirty.set()
             if not self._polls:
@@ -468,25 +471,26 @@ def _batches(items: list[int]) -> Iterator[list[int]]:
 
 # --- one hub per event loop ---------------------------------------------------------------
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+def _make_hub() -> Hub:
+    from realtime.shutdown import install_signal_handlers
+
+    # Servers without a lifespan protocol (daphne) get their streams ended on SIGTERM too.
+    install_signal_handlers()
+    return Hub(settings.VALKEY_URL, settings.VALKEY_TIMEOUT_SECONDS)
+
+
+_hubs: PerLoop[Hub] = PerLoop(_make_hub)
 
 
 def get_hub() -> Hub:
     """The running loop's hub (made on first use; its tasks run only while it has clients)."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        from realtime.shutdown import install_signal_handlers
-
-        hub = _hubs[loop] = Hub(settings.VALKEY_URL, settings.VALKEY_TIMEOUT_SECONDS)
-        # Servers without a lifespan protocol (daphne) get their streams ended on SIGTERM too.
-        install_signal_handlers()
-    return hub
+    return _hubs.get()
 
 
 def all_hubs() -> Iterable[tuple[asyncio.AbstractEventLoop, Hub]]:
     """Every loop's hub (for shutdown and for deletions made on another loop)."""
-    return list(_hubs.items())
+    return _hubs.items()
 
 
 async def announce_poll_deleted(poll_id: int) -> None:
@@ -505,6 +509,6 @@ async def end_deleted_poll_streams(sender: object, poll_id: int, **kwargs: Any) 
 
 async def close_hub() -> None:
     """Close the running loop's hub and forget it (tests; servers use realtime.shutdown)."""
-    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    hub = _hubs.pop()
     if hub is not None:
         await hub.aclose()

@@ -27,38 +27,21 @@ from dataclasses import dataclass
 from django.conf import settings
 from valkey.exceptions import ValkeyError
 
-from db.valkey import get_async_valkey
+from db.singletons import PerLoop
+from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
+from feedapp.metrics import THROTTLE_REFUSALS
 from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
+from realtime.metrics import STREAMS_OPEN
 
 KEY_PREFIX = "streams"
 # A lease outlives its process by at most this long; renewed every third of it.
 LEASE_SECONDS = 60.0
 RENEW_SECONDS = LEASE_SECONDS / 3
 
-# KEYS[1]: the subject's leases. ARGV: limit, lease ms, member. 1 if leased, else 0.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-    return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
+ACQUIRE = LuaScript("stream_lease_acquire")
 
-# KEYS[1]: the subject's leases. ARGV: lease ms, members... (re-added if Valkey lost them).
-_RENEW = """
-local t = redis.call('TIME')
-local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do
-    redis.call('ZADD', KEYS[1], expires, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
-"""
+RENEW = LuaScript("stream_lease_renew")
 
 
 class LimitReached(TooManyRequests):
@@ -120,10 +103,12 @@ class StreamSlots:
     async def acquire(self, subject: str) -> Slot:
         """A place for one more stream of `subject`; LimitReached past either limit."""
         if self._total >= settings.SSE_MAX_STREAMS_PER_PROCESS:
+            THROTTLE_REFUSALS.labels("streams:process").inc()
             raise LimitReached(message="This server has too many live streams; try again later")
         key = lease_key(subject)
         limit = settings.SSE_MAX_STREAMS_PER_USER
         if self._per_key.get(key, 0) >= limit:
+            THROTTLE_REFUSALS.labels("streams:user").inc()
             raise LimitReached(message=f"At most {limit} live streams at a time")
         slot = Slot(key, f"{self._token}:{next(self._numbers)}")
         # Counted before Valkey answers, so that concurrent requests see each other.
@@ -137,6 +122,7 @@ class StreamSlots:
             raise
         if not leased:
             slot.release()
+            THROTTLE_REFUSALS.labels("streams:user").inc()
             raise LimitReached(message=f"At most {limit} live streams at a time")
         self._live[slot.member] = slot.key
         self._ensure_keeper()
@@ -145,7 +131,7 @@ class StreamSlots:
     async def _lease(self, slot: Slot, limit: int) -> bool:
         client = get_async_valkey()
         try:
-            script = client.register_script(_ACQUIRE)
+            script = ACQUIRE.on_async(client)
             result = await script(
                 keys=[slot.key], args=[limit, int(LEASE_SECONDS * 1000), slot.member]
             )
@@ -160,6 +146,7 @@ class StreamSlots:
     def _take(self, key: str) -> None:
         self._per_key[key] += 1
         self._total += 1
+        STREAMS_OPEN.inc()
 
     def _give_back(self, key: str, member: str) -> None:
         if threading.get_ident() != self._thread:
@@ -168,6 +155,7 @@ class StreamSlots:
                 self._loop.call_soon_threadsafe(self._give_back, key, member)
             return
         self._total -= 1
+        STREAMS_OPEN.dec()
         self._live.pop(member, None)
         left = self._per_key[key] - 1
         if left > 0:
@@ -210,7 +198,7 @@ class StreamSlots:
             return
         client = get_async_valkey()
         try:
-            script = client.register_script(_RENEW)
+            script = RENEW.on_async(client)
             async with client.pipeline(transaction=False) as pipe:
                 for key, member in released:
                     pipe.zrem(key, member)
@@ -224,15 +212,9 @@ class StreamSlots:
             VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE, count=False)
 
 
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamSlots] = (
-    weakref.WeakKeyDictionary()
-)
+_slots: PerLoop[StreamSlots] = PerLoop(StreamSlots)
 
 
 def get_slots() -> StreamSlots:
     """The running loop's stream slots."""
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = StreamSlots()
-    return slots
+    return _slots.get()

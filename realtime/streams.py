@@ -12,12 +12,12 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from accounts.rows import UserRow
+from db.ids import MAX_ID
 from feedapp.errors import Unavailable
 from polls.errors import PollNotFound
 from realtime.hub import Hub, Signal, Update, get_hub
 from realtime.limits import Slot, get_slots, subject_for
 from realtime.watch import watch
-from votes.messages import MAX_ID
 from votes.rows import PollCounts
 from votes.services import get_visible_counts
 

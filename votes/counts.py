@@ -22,7 +22,7 @@ from valkey.exceptions import ValkeyError
 
 from db.pool import run_read
 from db.sql import fetch_all, fetch_one, queries
-from db.valkey import get_async_valkey
+from db.valkey import LuaScript, get_async_valkey
 from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 from votes import pubsub
 from votes.rows import PollCounts
@@ -30,23 +30,7 @@ from votes.rows import PollCounts
 log = logging.getLogger(__name__)
 Q = queries("votes")
 
-# KEYS[1] = counts key; ARGV = version, counts JSON, TTL seconds, channel ('' = none), message
-# A deleted poll's key holds only `deleted` (see forget_counts): nothing is written or sent.
-_STORE_IF_NEWER = """
-if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then
-    return 0
-end
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-    return 0
-end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'counts', ARGV[2])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-if ARGV[4] ~= '' then
-    redis.call('PUBLISH', ARGV[4], ARGV[5])
-end
-return 1
-"""
+STORE_IF_NEWER = LuaScript("counts_store_if_newer")
 
 
 def counts_key(poll_id: int) -> str:
@@ -68,7 +52,7 @@ def store_counts(client: valkey.Valkey, counts: list[PollCounts]) -> None:
     """Cache and publish absolute counts (consumer side), refusing older versions."""
     if not counts:
         return
-    script = client.register_script(_STORE_IF_NEWER)
+    script = STORE_IF_NEWER.on(client)
     with client.pipeline(transaction=False) as pipe:
         for poll in counts:
             script(
@@ -108,7 +92,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
     counts = await run_read(lambda conn: fetch_one(conn, Q["poll_counts"], params, PollCounts))
     if counts is not None and client is not None:
         try:
-            script = client.register_script(_STORE_IF_NEWER)
+            script = STORE_IF_NEWER.on_async(client)
             await script(keys=[counts_key(poll_id)], args=_script_args(counts, publish=False))
         except (ValkeyError, OSError) as exc:
             VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)

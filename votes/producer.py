@@ -42,6 +42,7 @@ from django.conf import settings
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from db.singletons import PerProcess
 from feedapp.outages import KAFKA
 from votes import broker
 from votes.broker import Probe
@@ -335,27 +336,28 @@ def _resolve(future: asyncio.Future[Any], result: Any) -> None:
 
 # --- the process's producer ------------------------------------------------------------------
 
-_vote_producer: VoteProducer | None = None
-_singleton_lock = threading.Lock()
+
+def _make_vote_producer() -> VoteProducer:
+    atexit.register(close_producer)
+    return VoteProducer()
+
+
+def _close_vote_producer(vote_producer: VoteProducer) -> None:
+    with contextlib.suppress(KafkaError):
+        vote_producer.close()
+
+
+_vote_producer: PerProcess[VoteProducer] = PerProcess(_make_vote_producer, _close_vote_producer)
 
 
 def get_vote_producer() -> VoteProducer:
     """This process's vote producer (its Kafka producer is made on the first vote)."""
-    global _vote_producer
-    with _singleton_lock:
-        if _vote_producer is None:
-            _vote_producer = VoteProducer()
-            atexit.register(close_producer)
-        return _vote_producer
+    return _vote_producer.get()
 
 
 def close_producer() -> None:
-    global _vote_producer
-    with _singleton_lock:
-        vote_producer, _vote_producer = _vote_producer, None
-    if vote_producer is not None:
-        with contextlib.suppress(KafkaError):
-            vote_producer.close()
+    """Deliver what is buffered (bounded wait) and close."""
+    _vote_producer.close()
 
 
 async def produce_vote(event: VoteEvent) -> None:
@@ -370,6 +372,5 @@ async def produce_vote(event: VoteEvent) -> None:
 
 def can_deliver() -> bool:
     """False while this process's producer cannot deliver (True before its first vote)."""
-    with _singleton_lock:
-        vote_producer = _vote_producer
+    vote_producer = _vote_producer.current
     return vote_producer is None or vote_producer.can_deliver()

@@ -37,7 +37,7 @@ from psycopg_pool import PoolTimeout
 from db.backoff import Backoff
 from db.pool import ROLLED_BACK, get_sync_pool
 from feedapp.outages import KAFKA, POSTGRESQL, VALKEY
-from votes import broker
+from votes import broker, consumer_metrics
 from votes.apply import (
     BatchOutcome,
     Record,
@@ -88,6 +88,8 @@ COMMIT_EVERY_BATCH = CommitPolicy()
 
 @dataclass
 class RunnerConfig:
+    """What one consumer runs against, and how (`consume_votes` takes its defaults)."""
+
     bootstrap_servers: list[str]
     topic: str
     group: str
@@ -242,6 +244,7 @@ def run(
                     timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
                 )
                 kafka_backoff.reset()
+                consumer_metrics.polled()
                 KAFKA.ended()
             except FencedInstanceIdError:
                 log.critical(
@@ -252,6 +255,7 @@ def run(
                 raise
             except KafkaError as exc:
                 # The client reconnects by itself; records not yet applied come again.
+                consumer_metrics.retried("kafka")
                 wait = kafka_backoff.next()
                 KAFKA.failed(repr(exc), "the consumer retries")
                 log.info("Kafka unavailable, retrying in %.1f s: %r", wait, exc)
@@ -262,8 +266,16 @@ def run(
             outcome = _apply_until_done(consumer, positions, config, batches, stop)
             if outcome is None:
                 continue  # stopping, or the partitions moved to another consumer
+            consumer_metrics.batch_applied(
+                sum(map(len, batches.values())),
+                outcome.fresh,
+                outcome.applicable,
+                outcome.poison,
+                outcome.gone,
+            )
             unfinished.append(outcome)
             committer.add(outcome.last_offsets)
+            consumer_metrics.record_lag(consumer)
             for stats in (totals, interval):
                 stats.batches += 1
                 stats.fresh += outcome.fresh
@@ -326,6 +338,7 @@ def _apply_until_done(
                 continue
             wait = backoff.next()
         except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
+            consumer_metrics.retried("postgresql")
             wait = backoff.next()
             POSTGRESQL.failed(repr(exc), PAUSED)
             log.info(
@@ -359,6 +372,7 @@ def _after_commit_until_done(
             VALKEY.ended()
             return
         except StepUnavailable as exc:
+            consumer_metrics.retried("valkey")
             wait = backoff.next()
             VALKEY.failed(str(exc), PAUSED)
             log.info("%s; retrying in %.1f s", exc, wait)
@@ -418,6 +432,7 @@ def _wait_paused(
             consumer.pause(*consumer.assignment())
             try:
                 fetched = consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+                consumer_metrics.polled()
             except KafkaError as exc:
                 log.info("Kafka unavailable while paused: %r", exc)
                 stop.wait(0.2)

@@ -16,7 +16,8 @@ import psycopg
 from bench.common import SseClient, stream_request
 from bench.drills.http import HttpConnection
 from bench.drills.ledger import Ledger
-from bench.drills.world import Web, World
+from bench.drills.world import World
+from stack.processes import WebServer
 
 # Loopback has a whole /8: voters and streams come from many source addresses.
 VOTER_ADDRESSES = 50
@@ -53,8 +54,9 @@ class Pacer:
             await asyncio.sleep(slot - now)
 
 
-def live_webs(world: World) -> list[Web]:
-    return [web for web in world.webs.values() if web.alive]
+def live_webs(world: World) -> list[tuple[str, WebServer]]:
+    """(name, server) of the web processes still running."""
+    return [(name, web) for name, web in world.webs.items() if web.proc.poll() is None]
 
 
 @dataclass
@@ -133,10 +135,10 @@ class VoteDriver:
                     if not webs:
                         await asyncio.sleep(0.2)
                         continue
-                    web = webs[voter.user_id % len(webs)]
-                    connection = connections.get(web.name)
+                    name, web = webs[voter.user_id % len(webs)]
+                    connection = connections.get(name)
                     if connection is None or connection.port != web.port:
-                        connection = connections[web.name] = HttpConnection(web.port, voter.source)
+                        connection = connections[name] = HttpConnection(web.port, voter.source)
                     self._count_sent()
                     sent_at = self.ledger.now()
                     answer = await connection.request(
@@ -146,7 +148,7 @@ class VoteDriver:
                         voter.cookie,
                     )
                     self.ledger.record(
-                        voter.user_id, poll_id, option_id, answer.status, sent_at, web.name
+                        voter.user_id, poll_id, option_id, answer.status, sent_at, name
                     )
                     if answer.status == 429:
                         await asyncio.sleep(min(answer.retry_after, 2.0))
@@ -185,7 +187,7 @@ class StreamWatcher:
             if not webs:
                 await asyncio.sleep(0.2)
                 continue
-            web = webs[self.poll_id % len(webs)]
+            _, web = webs[self.poll_id % len(webs)]
             client = SseClient(stream_request(self.poll_id), True, loop.create_future())
             try:
                 await loop.create_connection(

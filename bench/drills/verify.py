@@ -115,7 +115,7 @@ async def verify(world: World, ledger: Ledger, watchers: list[StreamWatcher]) ->
     # What readers see: the API, the cache, the streams.
     webs = live_webs(world)
     if webs:
-        client = HttpConnection(webs[0].port)
+        client = HttpConnection(webs[0][1].port)
         for poll_id in poll_ids:
             answer = await client.request("GET", f"/api/vote/{poll_id}")
             if answer.status != 200 or answer.json() != states[poll_id].counts:

@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -23,19 +22,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from bench.drills.http import HttpConnection
+from stack.processes import (
+    WebServer,
+    consume_votes_command,
+    free_port,
+    start_web_server,
+    uvicorn_command,
+)
 from stack.profiles import PROJECT_ROOT, Profile
-
-
-@dataclass
-class Web:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
 
 
 @dataclass
@@ -74,16 +68,11 @@ def _stamp(seconds: str, millis: str) -> float:
     return time.mktime(time.strptime(seconds, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
 
 
-_CONSUMING = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: consuming ")
-_ASSIGNED = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: partitions .*; now holding \[([^\]]*)\]")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# "<time> INFO votes.runner [-] message" (or "votes.runner: message" before request ids).
+_CONSUMING = re.compile(r"^(\S+ \S+),(\d+) INFO \S+(?: \[[^\]]*\]|:) consuming ")
+_ASSIGNED = re.compile(
+    r"^(\S+ \S+),(\d+) INFO \S+(?: \[[^\]]*\]|:) partitions .*; now holding \[([^\]]*)\]"
+)
 
 
 @dataclass
@@ -95,7 +84,7 @@ class World:
     log_dir: Path
     partitions: int = 12
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    webs: dict[str, Web] = field(default_factory=dict)
+    webs: dict[str, WebServer] = field(default_factory=dict)
     consumers: dict[str, Consumer] = field(default_factory=dict)
     user_ids: list[int] = field(default_factory=list)
     polls: dict[int, list[int]] = field(default_factory=dict)  # poll id -> option ids
@@ -166,65 +155,23 @@ class World:
 
     # --- processes -----------------------------------------------------------------------
 
-    def start_web(self, name: str) -> Web:
+    def start_web(self, name: str) -> WebServer:
         """uvicorn as production runs it, on a free loopback port; waits for /api/health."""
         port = free_port()
-        log = self.log_dir / f"web-{name}.log"
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "feedapp.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--timeout-graceful-shutdown",
-            "10",
-        ]
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                command,
-                cwd=PROJECT_ROOT,
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        web = Web(name, proc, port, log)
+        command = uvicorn_command(
+            port, 1, "--log-level", "warning", "--timeout-graceful-shutdown", "10"
+        )
+        web = start_web_server(command, port, self.log_dir / f"web-{name}.log", self.env())
         self.webs[name] = web
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"web {name} exited; see {log}")
-            if _answers(port):
-                return web
-            time.sleep(0.2)
-        raise RuntimeError(f"web {name} did not answer within 60 s; see {log}")
+        return web
 
     def start_consumer(self, name: str, batch_size: int = 500) -> Consumer:
+        """`consume_votes` as a static group member named `name` (as a deployment with
+        stable consumer names runs it), output to its own log."""
         log = self.log_dir / f"consumer-{name}.log"
-        command = [
-            sys.executable,
-            str(PROJECT_ROOT / "manage.py"),
-            "consume_votes",
-            "--batch-size",
-            str(batch_size),
-            "--poll-timeout-ms",
-            "100",
-            "--stats-interval",
-            "5",
-            # Static membership, as a deployment with stable consumer names has it.
-            "--instance-id",
-            name,
-        ]
+        command = consume_votes_command(
+            batch_size=batch_size, poll_timeout_ms=100, stats_interval=5, instance_id=name
+        )
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 command,
@@ -240,8 +187,7 @@ class World:
     def stop_all(self) -> None:
         """SIGTERM every process this World started, then SIGKILL what is left after 30 s."""
         for web in self.webs.values():
-            if web.alive:
-                os.killpg(web.proc.pid, signal.SIGTERM)
+            web.terminate()
         for consumer in self.consumers.values():
             if consumer.alive:
                 consumer.proc.send_signal(signal.SIGTERM)

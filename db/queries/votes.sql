@@ -10,6 +10,7 @@ SELECT
     coalesce((SELECT expires_at <= now() FROM poll WHERE id = %(poll_id)s), false) AS expired
 
 -- name: may_view_poll
+-- Whether the user (NULL: anonymous) may view the poll now (false when there is none).
 SELECT user_may(%(user_id)s, 'poll:view', %(poll_id)s, now())
 
 -- name: claim_partitions
@@ -36,6 +37,8 @@ ORDER BY id
 FOR KEY SHARE
 
 -- name: store_offsets
+-- Records each partition's last applied offset, in the batch's transaction (the rows are
+-- claimed and locked by claim_partitions first).
 UPDATE consumer_offset AS o
 SET last_offset = v.last_offset, updated_at = now()
 FROM unnest(%(partitions)s::integer[], %(last_offsets)s::bigint[]) AS v (partition, last_offset)
@@ -44,6 +47,7 @@ WHERE o.consumer_group = %(consumer_group)s
   AND o.partition = v.partition
 
 -- name: stored_offsets
+-- The last applied offset per partition, where a (re)assigned consumer continues from.
 SELECT partition, last_offset
 FROM consumer_offset
 WHERE consumer_group = %(consumer_group)s AND topic = %(topic)s
@@ -110,9 +114,15 @@ SELECT
     array(SELECT DISTINCT poll_id FROM counted ORDER BY poll_id) AS touched_polls
 
 -- name: bump_versions
-INSERT INTO poll_counts_version AS v (poll_id, version)
-SELECT unnest(%(poll_ids)s::bigint[]), 1
-ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1
+-- A new counts version for each touched poll (one whose counts changed, so it has counts
+-- rows), with its total votes summed again from them in this transaction: the admin
+-- shows and sorts polls by it, and it never drifts from the counts.
+INSERT INTO poll_counts_version AS v (poll_id, version, total_votes)
+SELECT c.poll_id, 1, sum(c.vote_count)
+FROM vote_count c
+WHERE c.poll_id = ANY (%(poll_ids)s::bigint[])
+GROUP BY c.poll_id
+ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1, total_votes = excluded.total_votes
 
 -- name: poll_counts
 -- Absolute counts in presentation order (zeros included) and the counts version.
@@ -126,3 +136,27 @@ LEFT JOIN vote_count c ON c.vote_option_id = o.id
 LEFT JOIN poll_counts_version v ON v.poll_id = o.poll_id
 WHERE o.poll_id = ANY(%(poll_ids)s::bigint[])
 GROUP BY o.poll_id
+
+-- name: votes_per_minute
+-- A poll's recorded votes counted by the minute they were cast, for the last `minutes`
+-- minutes up to now (oldest first, zeros included), and the start of the newest minute.
+-- A changed vote counts once, at the time of its latest change.
+WITH recent AS (
+    SELECT date_trunc('minute', submitted_at) AS minute, count(*) AS votes
+    FROM vote
+    WHERE poll_id = %(poll_id)s
+      AND submitted_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
+    GROUP BY 1
+),
+minutes AS (
+    SELECT generate_series(
+        date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+        date_trunc('minute', now()),
+        interval '1 minute'
+    ) AS minute
+)
+SELECT
+    array_agg(coalesce(r.votes, 0)::integer ORDER BY m.minute) AS per_minute,
+    max(m.minute) AS last_minute
+FROM minutes m
+LEFT JOIN recent r USING (minute)

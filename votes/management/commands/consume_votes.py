@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from votes import broker
+from votes import broker, consumer_metrics
 from votes.runner import RunnerConfig, run
 
 
@@ -19,34 +19,41 @@ class Command(BaseCommand):
     help = "Consume vote events (one consumer group; run as many as there are partitions)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        # The defaults are the settings' and RunnerConfig's, stated once there.
         parser.add_argument(
-            "--group", default=settings.KAFKA_CONSUMER_GROUP, help="the consumer group"
+            "--group",
+            default=settings.KAFKA_CONSUMER_GROUP,
+            help="Kafka consumer group (default: KAFKA_CONSUMER_GROUP, %(default)s)",
         )
         parser.add_argument(
-            "--topic", default=settings.KAFKA_VOTE_TOPIC, help="the topic of vote events"
+            "--topic",
+            default=settings.KAFKA_VOTE_TOPIC,
+            help="topic of vote events, created if missing (default: KAFKA_VOTE_TOPIC, "
+            "%(default)s)",
         )
         parser.add_argument(
             "--instance-id",
             default=settings.KAFKA_CONSUMER_INSTANCE_ID,
-            help="a stable, unique name of this consumer (static group membership)",
+            help="a stable, unique name of this consumer for static group membership "
+            "(default: KAFKA_CONSUMER_INSTANCE_ID; empty: dynamic membership)",
         )
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=2000,
-            help="most records applied in one transaction",
+            default=RunnerConfig.batch_size,
+            help="most records applied in one transaction (default: %(default)s)",
         )
         parser.add_argument(
             "--poll-timeout-ms",
             type=int,
-            default=500,
-            help="how long one poll of the broker waits for records",
+            default=RunnerConfig.poll_timeout_ms,
+            help="how long one poll of the broker waits for records (default: %(default)s)",
         )
         parser.add_argument(
             "--stats-interval",
             type=float,
-            default=10.0,
-            help="seconds between throughput and lag log lines",
+            default=RunnerConfig.stats_interval_seconds,
+            help="seconds between throughput and lag log lines (default: %(default)s)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -57,6 +64,10 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        if settings.CONSUMER_METRICS_PORT:
+            consumer_metrics.serve(
+                settings.CONSUMER_METRICS_PORT, settings.CONSUMER_METRICS_ADDRESS
+            )
         broker.ensure_topic(
             options["topic"],
             settings.KAFKA_VOTE_TOPIC_PARTITIONS,
