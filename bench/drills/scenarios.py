@@ -287,16 +287,11 @@ async def consumer_kills(run: Run, kills: int = 5) -> None:
 async def kafka_outages(run: Run, seconds: float = 10.0) -> None:
     """2. Kafka stopped for `seconds`, later frozen (SIGSTOP) for `seconds`, while votes
     flow: 503s (soon at once), never 500, and 201s again within 10 s of its return."""
-    profile = run.world.profile
     await run.warm_up()
-    began = run.ledger.now()
-    await asyncio.to_thread(faults.SERVICES["kafka"].stop, profile)
-    await asyncio.sleep(seconds)
-    await asyncio.to_thread(faults.SERVICES["kafka"].start, profile)
-    back = run.ledger.now()
+    began, back = await _restart(run, "kafka", seconds)
     run.measure_outage("Kafka stopped (then started): first 201 after it answered", began, back)
     await asyncio.sleep(run.scale.warmup)
-    pid = faults.service_pid("kafka", profile)
+    pid = faults.service_pid("kafka", run.world.profile)
     os.kill(pid, signal.SIGSTOP)
     began = run.ledger.now()
     try:
@@ -308,12 +303,14 @@ async def kafka_outages(run: Run, seconds: float = 10.0) -> None:
     await run.end_load()
 
 
-async def _restart_postgres(run: Run, down: float) -> tuple[float, float]:
+async def _restart(run: Run, service: str, down: float) -> tuple[float, float]:
+    """Stop a service, wait `down` seconds, start it; when it began and when it was back
+    (start-up included: a service is back when it answers)."""
     profile = run.world.profile
     began = run.ledger.now()
-    await asyncio.to_thread(faults.SERVICES["postgres"].stop, profile)
+    await asyncio.to_thread(faults.SERVICES[service].stop, profile)
     await asyncio.sleep(down)
-    await asyncio.to_thread(faults.SERVICES["postgres"].start, profile)
+    await asyncio.to_thread(faults.SERVICES[service].start, profile)
     return began, run.ledger.now()
 
 
@@ -321,7 +318,7 @@ async def postgres_restarts(run: Run, down: float = 5.0) -> None:
     """3. PostgreSQL restarted during submissions, then again while the consumer catches up
     a backlog: 503 with Retry-After, never 500; the consumer resumes exactly."""
     await run.warm_up()
-    began, back = await _restart_postgres(run, down)
+    began, back = await _restart(run, "postgres", down)
     run.measure_outage("PostgreSQL restarted under submissions: first 201 after", began, back)
     # A backlog: the consumer stops, the votes go on for a while, then end.
     await asyncio.sleep(run.scale.warmup)
@@ -340,7 +337,7 @@ async def postgres_restarts(run: Run, down: float = 5.0) -> None:
         ends = await asyncio.to_thread(run.world.end_offsets)
         stored = run.monitor.stored_at(run.ledger.now())
         lag = sum(max(0, end - 1 - stored.get(p, -1)) for p, end in ends.items())
-        began, back = await _restart_postgres(run, down)
+        began, back = await _restart(run, "postgres", down)
     finally:
         os.kill(consumer.proc.pid, signal.SIGCONT)
     seconds, _ = run.monitor.resumed_after(back, run.ledger.now() + 60)
@@ -361,13 +358,8 @@ async def postgres_restarts(run: Run, down: float = 5.0) -> None:
 async def valkey_restart(run: Run, down: float = 5.0) -> None:
     """4. Valkey restarted while streams are open: streams stay open and end with the
     final counts; votes go on; the consumer resumes writing the cache."""
-    profile = run.world.profile
     await run.warm_up()
-    began = run.ledger.now()
-    await asyncio.to_thread(faults.SERVICES["valkey"].stop, profile)
-    await asyncio.sleep(down)
-    await asyncio.to_thread(faults.SERVICES["valkey"].start, profile)
-    back = run.ledger.now()
+    began, back = await _restart(run, "valkey", down)
     run.measure_outage("Valkey restarted: first 201 after it was back", began, back)
     await run.end_load()
 
