@@ -80,14 +80,8 @@ async def _open_async_pool() -> AsyncConnectionPool:
 _async_pools: PerLoop[asyncio.Task[AsyncConnectionPool]] = PerLoop(
     lambda: asyncio.get_running_loop().create_task(_open_async_pool())
 )
-# The consumer takes one connection per batch: checking it first (one round trip) costs
-# little, and a restart's dead connections are replaced before a batch fails on them.
 _sync_pool: PerProcess[ConnectionPool] = PerProcess(
-    lambda: ConnectionPool(
-        open=True,
-        check=ConnectionPool.check_connection,
-        **_pool_kwargs(),  # type: ignore[arg-type]
-    ),
+    lambda: ConnectionPool(open=True, **_pool_kwargs()),  # type: ignore[arg-type]
     ConnectionPool.close,
 )
 

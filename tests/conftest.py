@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from db.migrate import dbmate
+from db.pool import close_sync_pool
 from polls.signals import poll_deleted
 from stack.__main__ import start_all
 from stack.profiles import get_profile
@@ -97,6 +98,19 @@ def deleted_polls() -> Iterator[list[int]]:
     poll_deleted.connect(receiver)
     yield seen
     poll_deleted.disconnect(receiver)
+
+
+@pytest.fixture(autouse=True)
+def fresh_sync_pool_after_a_restart(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that restarted a service, the next test's sync pool starts afresh.
+
+    The consumer finds a restart's dead pooled connections by failing on one and then
+    checking them all (votes.runner); a test that takes a connection straight from this
+    process's pool has no such retry.
+    """
+    yield
+    if request.node.get_closest_marker("stack_control"):
+        close_sync_pool()
 
 
 @pytest.fixture

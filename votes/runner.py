@@ -341,6 +341,7 @@ def _apply_until_done(
             consumer_metrics.retried("postgresql")
             wait = backoff.next()
             POSTGRESQL.failed(repr(exc), PAUSED)
+            _drop_broken_connections()
             log.info(
                 "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
                 sum(map(len, records.values())),
@@ -353,6 +354,15 @@ def _apply_until_done(
         batches = {tp: rs for tp, rs in batches.items() if tp in consumer.assignment()}
         if not batches:
             return None
+
+
+def _drop_broken_connections() -> None:
+    """After a failure, check every idle pooled connection at once: a restart breaks them
+    all, and the pool would otherwise find them one by one, sleeping longer after each."""
+    try:
+        get_sync_pool().check()
+    except (psycopg.Error, PoolTimeout, OSError) as exc:
+        log.info("checking the pooled connections failed: %r", exc)
 
 
 def _after_commit_until_done(
