@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from accounts.rows import UserRow
 from accounts.tokens import Claims, read_token
-from accounts.users import get_user
+from accounts.users import get_session_user
 from feedapp.errors import NotAuthenticated
 
 COOKIE_NAME = "feedapp_session_token"
@@ -21,13 +21,12 @@ def session_claims(request: HttpRequest) -> Claims | None:
 
 
 async def optional_user(request: HttpRequest) -> UserRow | None:
-    """The active user behind the session cookie, or None (anonymous, invalid, banned)."""
+    """The active user behind the session cookie, or None (anonymous, invalid, banned,
+    logged out)."""
     if hasattr(request, "feedapp_user"):
         return request.feedapp_user
     claims = session_claims(request)
-    user = await get_user(claims.user_id) if claims else None
-    if user is not None and not user.is_active:
-        user = None
+    user = await get_session_user(claims) if claims else None
     request.feedapp_user = user  # type: ignore[attr-defined]
     return user
 

@@ -72,7 +72,8 @@ def _renew_session(request: HttpRequest, response: HttpResponseBase) -> None:
     if user is None or claims is None or COOKIE_NAME in response.cookies:
         return
     if claims.user_id == user.id and claims.past_half_life():
-        set_session_cookie(response, user.id)
+        # The same session: revoking it later ends this renewed token too.
+        set_session_cookie(response, user.id, claims.generation, claims.session_id)
 
 
 @sync_and_async_middleware

@@ -84,6 +84,16 @@ class LoginIn(Input):
         return _encodable(value)
 
 
+class ChangePasswordIn(Input):
+    current_password: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=8, max_length=128, description="8 to 128 characters")
+
+    @field_validator("current_password", "new_password")
+    @classmethod
+    def _valid_password(cls, value: str) -> str:
+        return _encodable(value)
+
+
 class UserInfo(Schema):
     id: int
     username: str

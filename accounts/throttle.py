@@ -4,6 +4,11 @@ Each limit is a GCRA bucket (a token bucket stored as one timestamp): `limit` ev
 per `period_seconds`, with bursts up to `burst` (default `limit`). Valkey's own clock
 decides, so web processes with skewed clocks agree. Subjects (usernames, addresses,
 user ids) are hashed into the key, so no user input reaches a key verbatim.
+
+Two ways to use it: `consume` counts an event if the rate allows it (votes, reports,
+registrations); `reserve` counts one event in several buckets at once before slow work
+whose outcome decides whether it counts, and the caller `refund`s it if not (logins:
+only failures count, but a failure is known only after the password check).
 """
 
 from __future__ import annotations
@@ -22,26 +27,55 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "throttle"
 
-# KEYS[1]: the bucket. ARGV: emission interval (ms), burst size, cost (0 only looks).
-# The bucket holds the "theoretical arrival time" (TAT) of the next event, in ms.
-_GCRA = """
+# Every bucket holds the "theoretical arrival time" (TAT) of its next event, in ms.
+# KEYS: the buckets. ARGV: per bucket its emission interval (ms) and burst size.
+# Counts one event in EVERY bucket, or in none when one of them is full: then answers
+# {0, wait ms, index of the first full bucket (1-based)}; else {1, 0, 0}.
+_RESERVE = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local capacity = interval * tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + interval * math.max(cost, 1)
-local allow_at = new_tat - capacity
-if allow_at > now then
-    return {0, allow_at - now}
+local new_tats = {}
+local wait, full = 0, 0
+for i, key in ipairs(KEYS) do
+    local interval = tonumber(ARGV[2 * i - 1])
+    local capacity = interval * tonumber(ARGV[2 * i])
+    local tat = tonumber(redis.call('GET', key)) or now
+    if tat < now then tat = now end
+    new_tats[i] = tat + interval
+    local allow_at = new_tats[i] - capacity
+    if allow_at > now then
+        if full == 0 then full = i end
+        if allow_at - now > wait then wait = allow_at - now end
+    end
 end
-if cost > 0 then
-    local ttl = string.format('%d', new_tat - now)
-    redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl)
+if full > 0 then
+    return {0, wait, full}
 end
-return {1, 0}
+for i, key in ipairs(KEYS) do
+    redis.call('SET', key, string.format('%d', new_tats[i]), 'PX',
+               string.format('%d', new_tats[i] - now))
+end
+return {1, 0, 0}
+"""
+
+# KEYS: the buckets of an earlier reservation. ARGV: per bucket its emission interval
+# (ms). Takes that one event back out of each bucket.
+_REFUND = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+for i, key in ipairs(KEYS) do
+    local tat = tonumber(redis.call('GET', key))
+    if tat then
+        local new_tat = tat - tonumber(ARGV[i])
+        if new_tat <= now then
+            redis.call('DEL', key)
+        else
+            redis.call('SET', key, string.format('%d', new_tat), 'PX',
+                       string.format('%d', new_tat - now))
+        end
+    end
+end
+return 1
 """
 
 
@@ -63,10 +97,42 @@ class Rate:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """One bucket: `subject`'s events in `scope`, at `rate`."""
+
+    scope: str
+    subject: str
+    rate: Rate
+
+    @property
+    def key(self) -> str:
+        return bucket_key(self.scope, self.subject)
+
+
+@dataclass(frozen=True)
 class Verdict:
     allowed: bool
     # Whole seconds until one more event would be allowed; 0 when allowed.
     retry_after: int = 0
+    # The first limit that refused (None when allowed, or when the throttle failed open).
+    refused_by: Limit | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The outcome of `reserve`: one event counted in each of `limits` when allowed."""
+
+    verdict: Verdict
+    limits: tuple[Limit, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+    async def refund(self) -> None:
+        """Give the counted event back (e.g. the login it guarded succeeded)."""
+        if self.allowed and self.limits:
+            await _refund(self.limits)
 
 
 def bucket_key(scope: str, subject: str) -> str:
@@ -75,29 +141,47 @@ def bucket_key(scope: str, subject: str) -> str:
     return f"{KEY_PREFIX}:{scope}:{digest}"
 
 
-async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
-    script = get_async_valkey().register_script(_GCRA)
+async def reserve(*limits: Limit) -> Reservation:
+    """Count one event in every limit's bucket at once, or in none if one is full.
+
+    Atomic (one Valkey script), so that parallel requests cannot all pass a check made
+    before any of them is counted: reserve first, do the guarded work, `refund` when the
+    event turns out not to count (a login that succeeded).
+    """
+    args: list[int] = []
+    for limit in limits:
+        args += [limit.rate.interval_ms, limit.rate.capacity]
+    script = get_async_valkey().register_script(_RESERVE)
     try:
-        allowed, wait_ms = await script(
-            keys=[bucket_key(scope, subject)], args=[rate.interval_ms, rate.capacity, cost]
-        )
+        allowed, wait_ms, refused = await script(keys=[limit.key for limit in limits], args=args)
     except valkey.exceptions.ValkeyError as exc:
         # Fail open: an outage of the cache must not lock every user out; it is logged.
-        log.warning("throttle %s unavailable, allowing: %r", scope, exc)
-        return Verdict(allowed=True)
+        scopes = ", ".join(limit.scope for limit in limits)
+        log.warning("throttle %s unavailable, allowing: %r", scopes, exc)
+        return Reservation(Verdict(allowed=True), ())
     if allowed:
-        return Verdict(allowed=True)
-    return Verdict(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)))
+        return Reservation(Verdict(allowed=True), limits)
+    verdict = Verdict(
+        allowed=False,
+        retry_after=max(1, math.ceil(int(wait_ms) / 1000)),
+        refused_by=limits[int(refused) - 1],
+    )
+    return Reservation(verdict, limits)
+
+
+async def _refund(limits: tuple[Limit, ...]) -> None:
+    script = get_async_valkey().register_script(_REFUND)
+    try:
+        await script(
+            keys=[limit.key for limit in limits], args=[limit.rate.interval_ms for limit in limits]
+        )
+    except valkey.exceptions.ValkeyError as exc:
+        log.warning("throttle unavailable, event not refunded: %r", exc)
 
 
 async def consume(scope: str, subject: str, rate: Rate) -> Verdict:
     """Count one event for `subject` if the rate allows it; the verdict says whether it did."""
-    return await _run(scope, subject, rate, cost=1)
-
-
-async def peek(scope: str, subject: str, rate: Rate) -> Verdict:
-    """Whether one more event would be allowed now, without counting it."""
-    return await _run(scope, subject, rate, cost=0)
+    return (await reserve(Limit(scope, subject, rate))).verdict
 
 
 async def clear(scope: str, subject: str) -> None:

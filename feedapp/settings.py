@@ -145,8 +145,12 @@ CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
 CSRF_TRUSTED_ORIGINS = env.list("ADMIN_TRUSTED_ORIGINS", default=[])
 
 # --- Limits -------------------------------------------------------------------------------
-# Failed logins allowed per window, counted per account and per client address.
+# Failed logins allowed per window: per account from one client address (the limit a
+# user meets), per account from all addresses and per address for all accounts (high
+# enough that no attacker can lock the owner out from elsewhere). accounts.services.
 LOGIN_FAILURES_LIMIT = env.int("LOGIN_FAILURES_LIMIT", default=10)
+LOGIN_ACCOUNT_FAILURES_LIMIT = env.int("LOGIN_ACCOUNT_FAILURES_LIMIT", default=100)
+LOGIN_ADDRESS_FAILURES_LIMIT = env.int("LOGIN_ADDRESS_FAILURES_LIMIT", default=100)
 LOGIN_FAILURES_WINDOW_SECONDS = env.float("LOGIN_FAILURES_WINDOW_SECONDS", default=300.0)
 # Registrations allowed per window and client address.
 REGISTRATIONS_LIMIT = env.int("REGISTRATIONS_LIMIT", default=30)

@@ -26,7 +26,7 @@ from accounts.addresses import address_from
 from accounts.auth import COOKIE_NAME
 from accounts.rows import UserRow
 from accounts.tokens import read_token
-from accounts.users import get_user
+from accounts.users import get_session_user
 from feedapp.errors import NotFound, ServiceError, TooManyRequests, Unavailable
 from polls.errors import PollNotFound
 from realtime.hub import Hub, Signal, Update, get_hub
@@ -68,25 +68,25 @@ def close_code(error: ServiceError) -> int:
     return CLOSE_POLICY_VIOLATION
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return ""
+def _headers(scope: dict[str, Any], name: bytes) -> list[str]:
+    """Every value of header `name`, in order (header names in ASGI scopes are lowercase)."""
+    return [
+        bytes(value).decode("latin-1") for key, value in scope.get("headers", []) if key == name
+    ]
 
 
 async def scope_user(scope: dict[str, Any]) -> UserRow | None:
     """The active user behind the handshake's session cookie, or None."""
-    token = parse_cookie(_header(scope, b"cookie")).get(COOKIE_NAME)
+    # Several Cookie headers (HTTP/2 may split them) join with "; ".
+    token = parse_cookie("; ".join(_headers(scope, b"cookie"))).get(COOKIE_NAME)
     claims = read_token(token) if token else None
-    user = await get_user(claims.user_id) if claims else None
-    return user if user is not None and user.is_active else None
+    return await get_session_user(claims) if claims else None
 
 
 def scope_address(scope: dict[str, Any]) -> str:
     """The client address of a WebSocket, as `accounts.addresses.client_address` reads it."""
     client = scope.get("client") or ("", 0)
-    return address_from(str(client[0]), _header(scope, b"x-forwarded-for"))
+    return address_from(str(client[0]), _headers(scope, b"x-forwarded-for"))
 
 
 class PollUpdatesConsumer(AsyncWebsocketConsumer):
