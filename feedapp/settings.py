@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 # only outside /api/, for the admin (see feedapp.middleware.outside_api).
 MIDDLEWARE = [
     "feedapp.middleware.standard_headers_middleware",
+    # Inside the headers (which set Content-Length), around everything that may fail.
+    "feedapp.middleware.json_errors_middleware",
     # Before anything reads the body.
     "feedapp.middleware.body_limit_middleware",
     # The API's CSRF defence (Origin check); Django's token check below keeps guarding /admin/.
@@ -158,6 +160,8 @@ REGISTRATIONS_WINDOW_SECONDS = env.float("REGISTRATIONS_WINDOW_SECONDS", default
 # Vote submissions per second and user, and the burst allowed above that rate.
 VOTE_RATE_PER_SECOND = env.int("VOTE_RATE_PER_SECOND", default=10)
 VOTE_RATE_BURST = env.int("VOTE_RATE_BURST", default=20)
+# How far ahead a poll's expires_at may be, days (422 past it).
+POLL_EXPIRY_MAX_DAYS = env.int("POLL_EXPIRY_MAX_DAYS", default=3650)
 # Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 # Largest request body accepted, bytes; larger ones get 413.

@@ -13,12 +13,11 @@ from polls.errors import PollNotFound
 from polls.rows import PollRow, PollSummaryRow, UserGrantRow
 from polls.schemas import (
     BIGINT_MAX,
-    MAX_GRANTS_PER_REQUEST,
     CreatePoll,
+    Grants,
     Message,
     Poll,
     PollSummary,
-    RoleGrant,
     UserRole,
     ValidationErrors,
 )
@@ -26,7 +25,7 @@ from polls.schemas import (
 router = Router(tags=["polls"])
 
 PollId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
-Grants = Annotated[list[RoleGrant], Body(max_length=MAX_GRANTS_PER_REQUEST)]
+RolesBody = Annotated[Grants, Body()]
 
 
 # Routes for signed-in users pass require_user as ninja `auth`: it runs before the
@@ -96,7 +95,7 @@ async def list_roles(request: HttpRequest, poll_id: PollId) -> list[UserGrantRow
     summary="Grant roles on a poll",
     auth=require_user,
 )
-async def grant_roles(request: HttpRequest, poll_id: PollId, grants: Grants) -> list[int]:
+async def grant_roles(request: HttpRequest, poll_id: PollId, grants: RolesBody) -> list[int]:
     """Grant roles to users; answers the user ids that could not be granted."""
     return await services.do_grant_roles(
         poll_id, await require_user(request), [(g.role, g.user_id) for g in grants]

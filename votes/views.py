@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from django.http import HttpRequest
 from ninja import Path, Router, Schema, Status
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictInt
 
 from accounts.auth import optional_user, require_user
 from feedapp.schemas import Detail
@@ -15,7 +15,8 @@ from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])
 
-Id = Annotated[int, Field(gt=0, le=MAX_ID)]
+# Strict: `true` or "7" in a body is not an id.
+Id = Annotated[StrictInt, Field(gt=0, le=MAX_ID)]
 
 
 class SubmitVote(Schema):
@@ -46,6 +47,8 @@ class OptionCount(Schema):
         503: Detail,
     },
     summary="Submit or change a vote",
+    # Before the body is validated: anonymous callers always get 401.
+    auth=require_user,
 )
 async def submit_vote(request: HttpRequest, body: SubmitVote) -> Status[Accepted]:
     """Accepted once the vote is durably in Kafka; counts change when it is applied."""
