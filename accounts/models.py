@@ -12,7 +12,7 @@ an active staff member what STAFF_PERMISSIONS lists, anybody else nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import pydantic
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -36,6 +36,7 @@ from accounts.schemas import (
 )
 from accounts.services import do_create_user
 from db.fields import CITextField
+from db.readonly import ReadOnlyQuerySet, refuse_write
 from db.sync_bridge import run_sync
 from feedapp.errors import Conflict
 
@@ -71,7 +72,14 @@ def _validated(username: str, email: str, password: str | None) -> RegisterIn:
 
 
 class UserManager(BaseUserManager["User"]):
-    """Creates accounts through accounts.services (used by `createsuperuser`)."""
+    """Creates accounts through accounts.services (used by `createsuperuser`).
+
+    Its querysets read only: a bulk delete would take the users' polls with it without
+    telling anyone (cached counts, live streams), and bans go through the services.
+    """
+
+    def get_queryset(self) -> ReadOnlyQuerySet[User]:
+        return ReadOnlyQuerySet(self.model, using=self._db)
 
     def create_user(
         self,
@@ -157,6 +165,13 @@ class User(AbstractBaseUser):
             f"{self.password}:{self.session_generation}",
             algorithm="sha256",
         ).hexdigest()
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """Accounts are deactivated, never deleted (their polls would go without a word)."""
+        refuse_write(type(self), "delete")
+
+    # save() stays: Django itself records last_login with it, and `changepassword` sets
+    # a password; neither has effects beyond the row.
 
     def has_perm(self, perm: str, obj: models.Model | None = None) -> bool:
         """Whether this user holds the admin right `perm` ("app_label.codename")."""

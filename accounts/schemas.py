@@ -5,6 +5,8 @@ from __future__ import annotations
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator
 
+from feedapp.schemas import valid_unicode
+
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 USERNAME_MIN_LENGTH, USERNAME_MAX_LENGTH = 3, 32
 # The rules are patterns the OpenAPI schema declares as they are enforced, so that any
@@ -17,16 +19,6 @@ _TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 EMAIL_PATTERN = rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+{_TOP_LABEL}$"
 # A login names a username or an email: any text but control characters.
 LOGIN_PATTERN = r"^[^\x00-\x1f\x7f]+$"
-
-
-def _encodable(value: str) -> str:
-    # JSON may carry lone surrogates ("\ud800"): valid Python text that no database,
-    # hasher or log line can encode. They are refused here, not met later as a 500.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
 
 
 class Input(Schema):
@@ -49,7 +41,7 @@ class RegisterIn(Input):
     @field_validator("password")
     @classmethod
     def _valid_password(cls, value: str) -> str:
-        return _encodable(value)
+        return valid_unicode(value)
 
 
 class LoginIn(Input):
@@ -64,12 +56,12 @@ class LoginIn(Input):
     @field_validator("username")
     @classmethod
     def _valid_login(cls, value: str) -> str:
-        return _encodable(value)
+        return valid_unicode(value)
 
     @field_validator("password")
     @classmethod
     def _valid_password(cls, value: str) -> str:
-        return _encodable(value)
+        return valid_unicode(value)
 
 
 class ChangePasswordIn(Input):
@@ -79,7 +71,7 @@ class ChangePasswordIn(Input):
     @field_validator("current_password", "new_password")
     @classmethod
     def _valid_password(cls, value: str) -> str:
-        return _encodable(value)
+        return valid_unicode(value)
 
 
 class UserInfo(Schema):

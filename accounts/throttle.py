@@ -20,63 +20,15 @@ from dataclasses import dataclass
 
 import valkey
 
-from db.valkey import get_async_valkey
+from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "throttle"
 
-# Every bucket holds the "theoretical arrival time" (TAT) of its next event, in ms.
-# KEYS: the buckets. ARGV: per bucket its emission interval (ms) and burst size.
-# Counts one event in EVERY bucket, or in none when one of them is full: then answers
-# {0, wait ms, index of the first full bucket (1-based)}; else {1, 0, 0}.
-_RESERVE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-local new_tats = {}
-local wait, full = 0, 0
-for i, key in ipairs(KEYS) do
-    local interval = tonumber(ARGV[2 * i - 1])
-    local capacity = interval * tonumber(ARGV[2 * i])
-    local tat = tonumber(redis.call('GET', key)) or now
-    if tat < now then tat = now end
-    new_tats[i] = tat + interval
-    local allow_at = new_tats[i] - capacity
-    if allow_at > now then
-        if full == 0 then full = i end
-        if allow_at - now > wait then wait = allow_at - now end
-    end
-end
-if full > 0 then
-    return {0, wait, full}
-end
-for i, key in ipairs(KEYS) do
-    redis.call('SET', key, string.format('%d', new_tats[i]), 'PX',
-               string.format('%d', new_tats[i] - now))
-end
-return {1, 0, 0}
-"""
-
-# KEYS: the buckets of an earlier reservation. ARGV: per bucket its emission interval
-# (ms). Takes that one event back out of each bucket.
-_REFUND = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
-for i, key in ipairs(KEYS) do
-    local tat = tonumber(redis.call('GET', key))
-    if tat then
-        local new_tat = tat - tonumber(ARGV[i])
-        if new_tat <= now then
-            redis.call('DEL', key)
-        else
-            redis.call('SET', key, string.format('%d', new_tat), 'PX',
-                       string.format('%d', new_tat - now))
-        end
-    end
-end
-return 1
-"""
+RESERVE = LuaScript("throttle_reserve")
+REFUND = LuaScript("throttle_refund")
 
 
 @dataclass(frozen=True)
@@ -151,7 +103,7 @@ async def reserve(*limits: Limit) -> Reservation:
     args: list[int] = []
     for limit in limits:
         args += [limit.rate.interval_ms, limit.rate.capacity]
-    script = get_async_valkey().register_script(_RESERVE)
+    script = RESERVE.on_async(get_async_valkey())
     try:
         allowed, wait_ms, refused = await script(keys=[limit.key for limit in limits], args=args)
     except valkey.exceptions.ValkeyError as exc:
@@ -170,7 +122,7 @@ async def reserve(*limits: Limit) -> Reservation:
 
 
 async def _refund(limits: tuple[Limit, ...]) -> None:
-    script = get_async_valkey().register_script(_REFUND)
+    script = REFUND.on_async(get_async_valkey())
     try:
         await script(
             keys=[limit.key for limit in limits], args=[limit.rate.interval_ms for limit in limits]

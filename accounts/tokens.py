@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import jwt
 from django.conf import settings
 
+from db.ids import MAX_ID_DIGITS
+
 ALGORITHM = "HS256"
 _SESSION_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -66,7 +68,7 @@ def read_token(token: str) -> Claims | None:
             options={"require": ["sub", "iat", "exp", "sid", "gen"]},
         )
         sub, sid, gen = payload["sub"], payload["sid"], payload["gen"]
-        if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 19:
+        if not isinstance(sub, str) or not sub.isdigit() or len(sub) > MAX_ID_DIGITS:
             return None
         if not isinstance(sid, str) or not _SESSION_ID.fullmatch(sid):
             return None

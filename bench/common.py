@@ -11,16 +11,12 @@ import asyncio
 import os
 import re
 import resource
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from stack.processes import WebServer, free_port, start_web_server, uvicorn_command
 from stack.profiles import PROJECT_ROOT, get_profile
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -70,78 +66,11 @@ async def make_user(prefix: str) -> Any:
         return await fetch_one(conn, queries("accounts")["create_user"], params, UserRow)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def start_uvicorn(env: dict[str, str], workers: int, log: Path) -> Server:
-    """uvicorn as production runs it (uvloop, httptools), on 127.0.0.1."""
+def start_uvicorn(env: dict[str, str], workers: int, log: Path) -> WebServer:
+    """uvicorn as production runs it (stack.processes), quieter and with a deep backlog."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "feedapp.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--backlog",
-        "4096",
-    ]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(proc, port, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"uvicorn exited; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=1):
-                return server
-        except OSError:
-            time.sleep(0.3)
-    server.stop()
-    raise SystemExit(f"uvicorn did not answer; see {log}")
+    command = uvicorn_command(port, workers, "--log-level", "warning", "--backlog", "4096")
+    return start_web_server(command, port, log, env)
 
 
 def rss_kib(pid: int) -> int:

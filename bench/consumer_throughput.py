@@ -16,7 +16,6 @@ import argparse
 import os
 import random
 import subprocess
-import sys
 import time
 import uuid
 
@@ -33,6 +32,7 @@ from bench.setup import (
     now,
     prepare_stack,
 )
+from stack.processes import consume_votes_command
 from stack.profiles import PROJECT_ROOT
 from votes import broker
 from votes.messages import VoteEvent
@@ -77,19 +77,7 @@ def main() -> None:
     with log_path.open("wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(PROJECT_ROOT / "manage.py"),
-                "consume_votes",
-                "--topic",
-                topic,
-                "--group",
-                group,
-                "--batch-size",
-                str(args.batch_size),
-                "--stats-interval",
-                "5",
-            ],
+            consume_votes_command(topic, group, args.batch_size, stats_interval=5),
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log,

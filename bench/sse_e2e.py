@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from bench.common import (
     start_uvicorn,
     stream_request,
 )
+from stack.processes import consume_votes_command
 from stack.profiles import PROJECT_ROOT
 
 # Per stream, its events: (arrival time, version, votes for option 2, votes for option 3).
@@ -264,7 +264,7 @@ def main() -> None:
     server = start_uvicorn(env, args.workers, RESULTS_DIR / "sse_e2e.server.log")
     with (RESULTS_DIR / "sse_e2e.consumer.log").open("ab") as consumer_log:
         consumer = subprocess.Popen(
-            [sys.executable, "manage.py", "consume_votes", "--group", f"bench-{topic}"],
+            consume_votes_command(group=f"bench-{topic}"),
             cwd=PROJECT_ROOT,
             env={**os.environ, **env},
             stdout=consumer_log,

@@ -94,7 +94,8 @@ def main() -> None:
 
     setup_django(args.profile)
     from db.valkey import get_sync_valkey
-    from votes.counts import PollCounts, updates_channel
+    from votes import pubsub
+    from votes.rows import PollCounts
 
     poll = asyncio.run(make_poll())
     env = {
@@ -119,11 +120,11 @@ def main() -> None:
         rss_after = rss_kib(pid)
 
         version = 1
-        message = PollCounts(poll.id, version, list(poll.option_ids), [1, 0]).update_message()
+        message = pubsub.encode(PollCounts(poll.id, version, list(poll.option_ids), [1, 0]))
         for parent, _ in pipes:
             parent.send(version)
         published_at = time.time()
-        get_sync_valkey().publish(updates_channel(poll.id), message)
+        get_sync_valkey().publish(*message)
         results = [_receive(parent, 60) for parent, _ in pipes]
         for proc in procs:
             proc.join(timeout=10)

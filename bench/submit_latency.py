@@ -31,23 +31,16 @@ from bench.setup import (
     now,
     prepare_stack,
 )
+from stack.processes import ASGI_APP, uvicorn_command
 from stack.profiles import PROJECT_ROOT
 
 PORT = 8091
 
 
-def _uvicorn(workers: int) -> list[str]:
-    return [
-        ".venv/bin/uvicorn", "feedapp.asgi:application", "--host", "127.0.0.1",
-        "--port", str(PORT), "--workers", str(workers), "--loop", "uvloop",
-        "--http", "httptools", "--no-access-log", "--lifespan", "off",
-    ]  # fmt: skip
-
-
 SERVERS = {
-    "daphne": [".venv/bin/daphne", "-b", "127.0.0.1", "-p", str(PORT), "feedapp.asgi:application"],
-    "uvicorn": _uvicorn(1),
-    "uvicorn-2-workers": _uvicorn(2),
+    "daphne": [".venv/bin/daphne", "-b", "127.0.0.1", "-p", str(PORT), ASGI_APP],
+    "uvicorn": uvicorn_command(PORT, 1, "--lifespan", "off"),
+    "uvicorn-2-workers": uvicorn_command(PORT, 2, "--lifespan", "off"),
 }
 
 

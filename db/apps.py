@@ -2,7 +2,8 @@ from django.apps import AppConfig
 
 
 class DbConfig(AppConfig):
-    """The SQL layer: migrations, named queries, pools and the `dbmate` command."""
+    """The data layer and the stores' clients: migrations, named SQL, Lua scripts, the
+    PostgreSQL pools and the Valkey client, and the small helpers they share."""
 
     name = "db"
     label = "feedapp_db"

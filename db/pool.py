@@ -7,8 +7,6 @@ start-up hook, so each pool is opened on first use.
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -16,11 +14,7 @@ import psycopg
 from django.conf import settings
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-_async_pools: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, asyncio.Task[AsyncConnectionPool]
-] = weakref.WeakKeyDictionary()
-_sync_pool: ConnectionPool | None = None
-_sync_lock = threading.Lock()
+from db.singletons import PerLoop, PerProcess
 
 
 def _pool_kwargs() -> dict[str, object]:
@@ -39,15 +33,20 @@ async def _open_async_pool() -> AsyncConnectionPool:
     return pool
 
 
+# The opening task is stored before anyone awaits it, so concurrent first callers share
+# one pool.
+_async_pools: PerLoop[asyncio.Task[AsyncConnectionPool]] = PerLoop(
+    lambda: asyncio.get_running_loop().create_task(_open_async_pool())
+)
+_sync_pool: PerProcess[ConnectionPool] = PerProcess(
+    lambda: ConnectionPool(open=True, **_pool_kwargs()),  # type: ignore[arg-type]
+    ConnectionPool.close,
+)
+
+
 async def get_async_pool() -> AsyncConnectionPool:
     """The running loop's pool, opened on first use."""
-    loop = asyncio.get_running_loop()
-    task = _async_pools.get(loop)
-    if task is None:
-        # Store the task before awaiting so concurrent first callers share one pool.
-        task = loop.create_task(_open_async_pool())
-        _async_pools[loop] = task
-    return await task
+    return await _async_pools.get()
 
 
 @asynccontextmanager
@@ -72,18 +71,14 @@ async def autocommit_connection() -> AsyncIterator[psycopg.AsyncConnection]:
 
 async def close_async_pool() -> None:
     """Close the running loop's pool, if any."""
-    task = _async_pools.pop(asyncio.get_running_loop(), None)
+    task = _async_pools.pop()
     if task is not None:
         await (await task).close()
 
 
 def get_sync_pool() -> ConnectionPool:
     """The process's pool for synchronous code (management commands, the consumer)."""
-    global _sync_pool
-    with _sync_lock:
-        if _sync_pool is None:
-            _sync_pool = ConnectionPool(open=True, **_pool_kwargs())  # type: ignore[arg-type]
-        return _sync_pool
+    return _sync_pool.get()
 
 
 @contextmanager
@@ -94,8 +89,4 @@ def sync_connection() -> Iterator[psycopg.Connection]:
 
 
 def close_sync_pool() -> None:
-    global _sync_pool
-    with _sync_lock:
-        if _sync_pool is not None:
-            _sync_pool.close()
-            _sync_pool = None
+    _sync_pool.close()

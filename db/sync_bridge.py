@@ -14,26 +14,27 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from db.singletons import PerProcess
+
 T = TypeVar("T")
 
-_loop: asyncio.AbstractEventLoop | None = None
-_lock = threading.Lock()
+
+def _start_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="sync-bridge", daemon=True).start()
+    return loop
 
 
-def _bridge_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    with _lock:
-        if _loop is None:
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="sync-bridge", daemon=True)
-            thread.start()
-            _loop = loop
-        return _loop
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    loop.call_soon_threadsafe(loop.stop)
+
+
+_bridge: PerProcess[asyncio.AbstractEventLoop] = PerProcess(_start_loop, _stop_loop)
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` on the bridge loop and wait for its result (or exception)."""
-    loop = _bridge_loop()
+    loop = _bridge.get()
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:

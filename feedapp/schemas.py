@@ -1,8 +1,22 @@
-"""The API's error bodies, shared by every router: `{"detail": str}` and the 422 list."""
+"""What every router's schemas share: the error bodies (`{"detail": str}` and the 422
+list) and the check that client text can be stored."""
 
 from __future__ import annotations
 
 from ninja import Schema
+
+
+def valid_unicode(value: str) -> str:
+    """`value`, if it is text every database, hasher and log line can encode.
+
+    JSON may carry lone surrogates ("\ud800"): valid Python text that is not UTF-8.
+    They are refused when the request is validated (422), not met later as a 500.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
 
 
 class Detail(Schema):

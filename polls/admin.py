@@ -22,15 +22,13 @@ from django.utils.safestring import SafeString
 
 from accounts.admin import signed_in_staff
 from accounts.models import User
+from db.ids import MAX_ID_DIGITS
 from db.sync_bridge import run_sync
 from feedapp.errors import Forbidden
 from polls.errors import PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
 from polls.services import do_delete_poll_as_staff, do_revoke_grants
 from votes.counts import read_counts
-
-# A bigint has at most 19 digits; longer ids name nothing.
-_MAX_ID_DIGITS = 19
 
 
 def live_counts(poll_id: int) -> dict[int, int]:
@@ -74,7 +72,7 @@ class _ChosenFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = request.GET.get(self.parameter_name or "", "")
-        if not (value.isdigit() and len(value) <= _MAX_ID_DIGITS):
+        if not (value.isdigit() and len(value) <= MAX_ID_DIGITS):
             return []
         found = self.related._default_manager.filter(pk=int(value)).first()
         return [(value, str(found))] if found is not None else []
@@ -233,7 +231,7 @@ class PollAdmin(admin.ModelAdmin):
         try:
             run_sync(do_delete_poll_as_staff(obj.pk, signed_in_staff(request).as_actor()))
         except PollNotFound:
-            # Deleted by someone else meanwhile, whose call ran the hooks: gone as asked.
+            # Deleted by someone else meanwhile, whose call sent the signal: gone as asked.
             pass
         except Forbidden:
             raise PermissionDenied from None
@@ -246,7 +244,7 @@ class PollAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:polls_poll_changelist"))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Poll]) -> None:
-        """Delete each poll through the service, one transaction and one set of hooks each."""
+        """Delete each poll through the service, one transaction and one signal each."""
         for poll in queryset:
             self.delete_model(request, poll)
 

@@ -1,10 +1,12 @@
 """Polls, their options and grants as unmanaged models, for the admin's pages only.
 
 The data layer is SQL (polls/services.py, db/queries/polls.sql); these models only let
-the admin list, filter and show rows. Every change with side effects goes through
-polls.services. dbmate owns the tables and tests/test_admin_schema.py fails when a
-model and its table disagree. `on_delete` says what the database's foreign keys do,
-so that the admin's deletion summary lists what really goes.
+the admin list, filter and show rows. They are read-only (db.readonly): every change
+goes through polls.services, so `Poll.objects.filter(...).delete()` cannot skip what a
+deletion must do (drop cached counts, end live streams). dbmate owns the tables and
+tests/test_admin_schema.py fails when a model and its table disagree. `on_delete` says
+what the database's foreign keys do, so that the admin's deletion summary lists what
+really goes.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from db.fields import EnumField
+from db.readonly import ReadOnly, ReadOnlyManager
 from polls.rows import PollPerms, Role
 
 
-class Poll(models.Model):
+class Poll(ReadOnly):
     id = models.BigAutoField(primary_key=True)
     question = models.TextField()
     creator = models.ForeignKey(
@@ -31,6 +34,8 @@ class Poll(models.Model):
     )
     created_at = models.DateTimeField(db_default=Now())
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReadOnlyManager["Poll"]()
 
     class Meta:
         managed = False
@@ -46,11 +51,13 @@ class Poll(models.Model):
         return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
-class VoteOption(models.Model):
+class VoteOption(ReadOnly):
     id = models.BigAutoField(primary_key=True)
     poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="options")
     position = models.SmallIntegerField()
     text = models.TextField()
+
+    objects = ReadOnlyManager["VoteOption"]()
 
     class Meta:
         managed = False
@@ -62,7 +69,7 @@ class VoteOption(models.Model):
         return str(self.text)
 
 
-class PollGrant(models.Model):
+class PollGrant(ReadOnly):
     id = models.BigAutoField(primary_key=True)
     role = EnumField(enum="poll_role", values=get_args(Role))
     # NULL: everyone (a public poll's grant).
@@ -88,6 +95,8 @@ class PollGrant(models.Model):
         db_column="granted_by",
         related_name="+",
     )
+
+    objects = ReadOnlyManager["PollGrant"]()
 
     class Meta:
         managed = False

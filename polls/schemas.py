@@ -9,27 +9,22 @@ from django.conf import settings
 from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict, StrictInt, StringConstraints, field_validator
 
+from db.ids import MAX_ID
+from feedapp.schemas import Detail, ValidationDetail, valid_unicode
 from polls.rows import GrantableRole, PollPerms, Role
 
-# Ids are PostgreSQL bigints: anything outside is refused with 422, never sent to SQL.
-BIGINT_MAX = 2**63 - 1
-# Strict in bodies: `true` or "7" is not an id (path and query values are text, and
-# are parsed as integers there).
-Id = Annotated[StrictInt, Field(ge=1, le=BIGINT_MAX)]
+# Anything outside is refused with 422, never sent to SQL. Strict in bodies: `true` or
+# "7" is not an id (path and query values are text, and are parsed as integers there).
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 
 MAX_GRANTS_PER_REQUEST = 100
 
 
 def _storable(text: str) -> str:
-    # PostgreSQL text cannot hold NUL, and lone surrogates (valid in JSON escapes)
-    # are not UTF-8: refuse both here rather than fail in the database.
+    # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
     if "\x00" in text:
         raise ValueError("must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return text
+    return valid_unicode(text)
 
 
 # Trimmed before the length checks, so whitespace-only text is too short. The schema
@@ -125,20 +120,14 @@ class UserRole(Schema):
     user_id: int
 
 
-class Message(Schema):
-    detail: str
+# The error bodies are feedapp.schemas'; these names stay because the published OpenAPI
+# document (and the clients generated from it) names the poll routes' errors so.
+class Message(Detail):
+    pass
 
 
-class ValidationIssue(Schema):
-    type: str
-    loc: list[str | int]
-    msg: str
-
-
-class ValidationErrors(Schema):
+class ValidationErrors(ValidationDetail):
     """ninja's 422 body, declared so that generated clients know its shape."""
-
-    detail: list[ValidationIssue]
 
 
 # A roles request: each (role, user_id) at most once (a repeat is a client's mistake,

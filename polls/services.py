@@ -22,7 +22,6 @@ from db.pool import autocommit_connection, connection
 from db.sql import execute, fetch_all, fetch_one, fetch_value, queries
 from feedapp.errors import Forbidden, NotAuthenticated
 from polls.errors import PollNotFound
-from polls.events import notify_poll_deleted
 from polls.rows import (
     GrantableRole,
     IdRow,
@@ -36,6 +35,7 @@ from polls.rows import (
     UserGrantRow,
     UserIdRow,
 )
+from polls.signals import send_poll_deleted
 
 log = logging.getLogger(__name__)
 Q = queries("polls")
@@ -122,12 +122,12 @@ async def do_create_poll(
 
 
 async def do_delete_poll(poll_id: int, actor: UserRow | None) -> None:
-    """Delete a poll if `actor` holds poll:delete on it, then run the poll_deleted hooks.
+    """Delete a poll if `actor` holds poll:delete on it, then send poll_deleted.
 
     `actor` None is an anonymous caller: NotAuthenticated. Raises PollNotFound when
     the poll does not exist or is not visible to the actor, Forbidden when it is
-    visible but not theirs to delete. The hooks (polls.events) run after the commit,
-    once, and only when this call deleted the poll.
+    visible but not theirs to delete. The signal's receivers (polls.signals) run after
+    the commit, once, and only when this call deleted the poll.
     """
     actor = _signed_in(actor)
     params = {"poll_id": poll_id, "user_id": actor.id}
@@ -142,17 +142,17 @@ async def do_delete_poll(poll_id: int, actor: UserRow | None) -> None:
             if deleted is None:
                 raise Forbidden()
     # Leaving the block committed the deletion: only now may others react to it.
-    await notify_poll_deleted(poll_id)
+    await send_poll_deleted(poll_id)
 
 
 async def do_delete_poll_as_staff(poll_id: int, staff: UserRow) -> None:
-    """Delete any poll on behalf of an active staff member (the admin), then run the hooks.
+    """Delete any poll on behalf of an active staff member (the admin), then send poll_deleted.
 
     Staff moderate every poll without holding a grant on it: this is the one path that
     authorizes by the is_staff flag instead of user_may(), and it reads that flag from
     the database in the deleting statement. Forbidden when `staff` is not active
     staff, PollNotFound when the poll does not exist (also when it was just deleted by
-    someone else, whose call ran the hooks). The hooks run after the commit, as for
+    someone else, whose call sent the signal). The receivers run after the commit, as for
     do_delete_poll.
     """
     async with connection() as conn:
@@ -169,7 +169,7 @@ async def do_delete_poll_as_staff(poll_id: int, staff: UserRow) -> None:
     if not outcome.deleted:
         raise PollNotFound()
     log.info("poll %d deleted by staff user %d", poll_id, staff.id)
-    await notify_poll_deleted(poll_id)
+    await send_poll_deleted(poll_id)
 
 
 async def do_grant_roles(

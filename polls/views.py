@@ -8,11 +8,11 @@ from django.http import HttpRequest
 from ninja import Body, Path, Query, Router, Status
 
 from accounts.auth import optional_user, require_user
+from db.ids import MAX_ID
 from polls import services
 from polls.errors import PollNotFound
 from polls.rows import PollRow, PollSummaryRow, UserGrantRow
 from polls.schemas import (
-    BIGINT_MAX,
     CreatePoll,
     Grants,
     Message,
@@ -24,7 +24,7 @@ from polls.schemas import (
 
 router = Router(tags=["polls"])
 
-PollId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+PollId = Annotated[int, Path(ge=1, le=MAX_ID)]
 RolesBody = Annotated[Grants, Body()]
 
 
@@ -49,7 +49,7 @@ async def create_poll(request: HttpRequest, payload: CreatePoll) -> Status[PollR
 async def feed(
     request: HttpRequest,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[PollSummaryRow]:
     """Polls the caller may view, newest first; pass the last id seen as `before` for more."""
     return await services.get_feed_page(await optional_user(request), limit, before)

@@ -7,8 +7,7 @@ class RealtimeConfig(AppConfig):
     name = "realtime"
 
     def ready(self) -> None:
-        from polls.events import on_poll_deleted
-        from realtime.hub import announce_poll_deleted
+        from polls.signals import poll_deleted
+        from realtime.hub import end_deleted_poll_streams
 
-        # Streams of a deleted poll, in every process, say so and end.
-        on_poll_deleted(announce_poll_deleted)
+        poll_deleted.connect(end_deleted_poll_streams, dispatch_uid="realtime.end_streams")

@@ -1,9 +1,10 @@
 """The per-process hub: one Valkey pub/sub connection fanning poll updates out to local streams.
 
-The consumer publishes each poll's new counts on `vote-updates:poll:{id}`. A web process
-subscribes only to the polls its own clients watch (reference counted: SUBSCRIBE for the
-first client of a poll, UNSUBSCRIBE after the last), decodes each message once and puts
-it into every watching client's mailbox. A mailbox holds one item, the latest, so a slow
+The consumer publishes each poll's new counts on the poll's channel (votes.pubsub holds
+the channel names and the messages' format). A web process subscribes only to the polls
+its own clients watch (reference counted: SUBSCRIBE for the first client of a poll,
+UNSUBSCRIBE after the last), decodes each message once and puts it into every watching
+client's mailbox. A mailbox holds one item, the latest, so a slow
 client skips intermediate counts instead of growing a backlog.
 
 Tasks, while at least one client is registered: the reader (owns the connection: connects
@@ -24,7 +25,6 @@ import contextvars
 import enum
 import json
 import logging
-import weakref
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +35,12 @@ from django.conf import settings
 from valkey.asyncio.connection import AbstractConnection
 from valkey.exceptions import ValkeyError
 
+from db.backoff import Backoff
+from db.singletons import PerLoop
 from db.valkey import get_async_valkey
-from votes.counts import PollCounts, read_counts_many, updates_channel
+from votes import pubsub
+from votes.counts import read_counts_many
+from votes.rows import PollCounts
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +286,11 @@ class Hub:
             client.offer(item)
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
-        poll_id = _poll_id(channel)
+        poll_id = pubsub.channel_poll_id(channel)
         if poll_id is None or poll_id not in self._polls:
             return  # unsubscribed meanwhile
         try:
-            item = decode_message(data)
+            item = decode_message(channel, data)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a malformed message on %r: %r", channel[:100], exc)
             return
@@ -320,7 +324,7 @@ class Hub:
 
     async def _read_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        backoff = BACKOFF_MIN_SECONDS
+        backoff = Backoff(BACKOFF_MIN_SECONDS, BACKOFF_MAX_SECONDS)
         lost = False  # whether messages may have been missed since the last connection
         while True:
             conn = self._pool.make_connection()
@@ -332,10 +336,10 @@ class Hub:
                 await conn.disconnect(nowait=True)
                 if not isinstance(exc, ValkeyError | OSError):  # TimeoutError is an OSError
                     raise
-                log.warning("live updates: Valkey unreachable, retry in %.1f s: %r", backoff, exc)
+                wait = backoff.next()
+                log.warning("live updates: Valkey unreachable, retry in %.1f s: %r", wait, exc)
                 lost = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                await asyncio.sleep(wait)
                 continue
             link = _Link(conn)
             self._link = link
@@ -358,9 +362,8 @@ class Hub:
                 await conn.disconnect(nowait=True)
             # A connection that keeps failing right after it was made must not spin.
             if loop.time() - connected_at > BACKOFF_MAX_SECONDS:
-                backoff = BACKOFF_MIN_SECONDS
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
 
     async def _read(self, link: _Link) -> None:
         pinged = False
@@ -382,7 +385,7 @@ class Hub:
                     self._on_subscribed(link, channel)
 
     def _on_subscribed(self, link: _Link, channel: bytes) -> None:
-        poll_id = _poll_id(channel)
+        poll_id = pubsub.channel_poll_id(channel)
         if poll_id is None:
             return
         left = link.awaiting.get(poll_id, 0) - 1
@@ -428,19 +431,19 @@ class Hub:
                         link.awaiting[poll_id] = link.awaiting.get(poll_id, 0) + 1
                     else:
                         link.sent.discard(poll_id)
-                channels = [updates_channel(poll_id) for poll_id in batch]
+                channels = [pubsub.updates_channel(poll_id) for poll_id in batch]
                 await link.conn.send_command(command, *channels, check_health=False)
 
     async def _resync_all(self) -> None:
-        backoff = BACKOFF_MIN_SECONDS
+        backoff = Backoff(BACKOFF_MIN_SECONDS, BACKOFF_MAX_SECONDS)
         while self._resync:
             batch = sorted(self._resync)[:BATCH]
             try:
                 found = {counts.poll_id: counts for counts in await read_counts_many(batch)}
             except (psycopg.Error, OSError) as exc:
-                log.warning("live updates: resync failed, retry in %.1f s: %r", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                wait = backoff.next()
+                log.warning("live updates: resync failed, retry in %.1f s: %r", wait, exc)
+                await asyncio.sleep(wait)
                 continue
             for poll_id in batch:
                 if poll_id not in self._resync:
@@ -450,38 +453,12 @@ class Hub:
                 self.deliver(poll_id, Update.from_counts(counts) if counts else Signal.POLL_DELETED)
 
 
-def decode_message(data: bytes | str) -> Update | Signal:
-    """A pub/sub message of a poll's channel, checked and decoded once for all clients."""
-    message = json.loads(data)
-    kind = message["type"]
-    if kind == "poll_deleted":
+def decode_message(channel: bytes | str, data: bytes | str) -> Update | Signal:
+    """A poll channel's message as the item its streams get, decoded once for all clients."""
+    message = pubsub.decode(channel, data)
+    if isinstance(message, pubsub.PollDeleted):
         return Signal.POLL_DELETED
-    if kind != "vote_update":
-        raise ValueError(f"unknown message type {kind!r}")
-    version = message["version"]
-    if not isinstance(version, int):
-        raise TypeError("version is not an integer")
-    counts = [
-        {"vote_option_id": _int(pair["vote_option_id"]), "vote_count": _int(pair["vote_count"])}
-        for pair in message["counts"]
-    ]
-    return Update(version, json.dumps(counts))
-
-
-def poll_deleted_message() -> str:
-    """What a poll's channel carries when the poll was deleted."""
-    return json.dumps({"type": "poll_deleted"}, separators=(",", ":"))
-
-
-def _int(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"not an integer: {value!r}")
-    return value
-
-
-def _poll_id(channel: bytes) -> int | None:
-    _, _, tail = channel.rpartition(b":")
-    return int(tail) if tail.isdigit() else None
+    return Update.from_counts(message)
 
 
 def _batches(items: list[int]) -> Iterator[list[int]]:
@@ -491,25 +468,26 @@ def _batches(items: list[int]) -> Iterator[list[int]]:
 
 # --- one hub per event loop ---------------------------------------------------------------
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+def _make_hub() -> Hub:
+    from realtime.shutdown import install_signal_handlers
+
+    # Servers without a lifespan protocol (daphne) get their streams ended on SIGTERM too.
+    install_signal_handlers()
+    return Hub(settings.VALKEY_URL, settings.VALKEY_TIMEOUT_SECONDS)
+
+
+_hubs: PerLoop[Hub] = PerLoop(_make_hub)
 
 
 def get_hub() -> Hub:
     """The running loop's hub (made on first use; its tasks run only while it has clients)."""
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        from realtime.shutdown import install_signal_handlers
-
-        hub = _hubs[loop] = Hub(settings.VALKEY_URL, settings.VALKEY_TIMEOUT_SECONDS)
-        # Servers without a lifespan protocol (daphne) get their streams ended on SIGTERM too.
-        install_signal_handlers()
-    return hub
+    return _hubs.get()
 
 
 def all_hubs() -> Iterable[tuple[asyncio.AbstractEventLoop, Hub]]:
     """Every loop's hub (for shutdown and for deletions made on another loop)."""
-    return list(_hubs.items())
+    return _hubs.items()
 
 
 async def announce_poll_deleted(poll_id: int) -> None:
@@ -518,11 +496,16 @@ async def announce_poll_deleted(poll_id: int) -> None:
         # A deletion made by synchronous code runs on another loop than the streams.
         with contextlib.suppress(RuntimeError):  # that loop is closed
             loop.call_soon_threadsafe(hub.end_poll, poll_id)
-    await get_async_valkey().publish(updates_channel(poll_id), poll_deleted_message())
+    await get_async_valkey().publish(*pubsub.encode(pubsub.PollDeleted(poll_id)))
+
+
+async def end_deleted_poll_streams(sender: object, poll_id: int, **kwargs: Any) -> None:
+    """polls.signals.poll_deleted receiver: the poll's streams say so and end, everywhere."""
+    await announce_poll_deleted(poll_id)
 
 
 async def close_hub() -> None:
     """Close the running loop's hub and forget it (tests; servers use realtime.shutdown)."""
-    hub = _hubs.pop(asyncio.get_running_loop(), None)
+    hub = _hubs.pop()
     if hub is not None:
         await hub.aclose()

@@ -29,7 +29,8 @@ from django.conf import settings
 from valkey.exceptions import ValkeyError
 
 from accounts.addresses import rate_limit_key
-from db.valkey import get_async_valkey
+from db.singletons import PerLoop
+from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
 
 log = logging.getLogger(__name__)
@@ -39,29 +40,9 @@ KEY_PREFIX = "streams"
 LEASE_SECONDS = 60.0
 RENEW_SECONDS = LEASE_SECONDS / 3
 
-# KEYS[1]: the subject's leases. ARGV: limit, lease ms, member. 1 if leased, else 0.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-    return 0
-end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
+ACQUIRE = LuaScript("stream_lease_acquire")
 
-# KEYS[1]: the subject's leases. ARGV: lease ms, members... (re-added if Valkey lost them).
-_RENEW = """
-local t = redis.call('TIME')
-local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do
-    redis.call('ZADD', KEYS[1], expires, ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return #ARGV - 1
-"""
+RENEW = LuaScript("stream_lease_renew")
 
 
 class LimitReached(TooManyRequests):
@@ -149,7 +130,7 @@ class StreamSlots:
     async def _lease(self, slot: Slot, limit: int) -> bool:
         client = get_async_valkey()
         try:
-            script = client.register_script(_ACQUIRE)
+            script = ACQUIRE.on_async(client)
             result = await script(
                 keys=[slot.key], args=[limit, int(LEASE_SECONDS * 1000), slot.member]
             )
@@ -213,7 +194,7 @@ class StreamSlots:
             return
         client = get_async_valkey()
         try:
-            script = client.register_script(_RENEW)
+            script = RENEW.on_async(client)
             async with client.pipeline(transaction=False) as pipe:
                 for key, member in released:
                     pipe.zrem(key, member)
@@ -227,15 +208,9 @@ class StreamSlots:
             log.warning("stream leases not updated: %r", exc)
 
 
-_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamSlots] = (
-    weakref.WeakKeyDictionary()
-)
+_slots: PerLoop[StreamSlots] = PerLoop(StreamSlots)
 
 
 def get_slots() -> StreamSlots:
     """The running loop's stream slots."""
-    loop = asyncio.get_running_loop()
-    slots = _slots.get(loop)
-    if slots is None:
-        slots = _slots[loop] = StreamSlots()
-    return slots
+    return _slots.get()

@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 from realtime.hub import Hub, Signal, Update
 from realtime.watch import watch
-from votes.counts import PollCounts
+from votes.rows import PollCounts
 
 CONTENT_TYPE = "text/event-stream"
 KEEPALIVE = b": keepalive\n\n"

@@ -10,13 +10,10 @@ from ninja import Path, Router
 
 from accounts.addresses import client_address
 from accounts.auth import optional_user
-from feedapp.errors import Unavailable
+from db.ids import MAX_ID
 from feedapp.schemas import Detail
-from realtime.hub import get_hub
-from realtime.limits import get_slots, subject_for
 from realtime.sse import CONTENT_TYPE, event_stream
-from votes.messages import MAX_ID
-from votes.services import get_visible_counts
+from realtime.streams import open_watch
 
 router = Router(tags=["votes"])
 
@@ -39,16 +36,12 @@ async def stream_counts(
     request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
 ) -> HttpResponseBase:
     """The counts at once, then on every change; 404 when not viewable, 429 past a limit."""
-    user = await optional_user(request)
-    counts = await get_visible_counts(user, poll_id)
-    hub = get_hub()
-    if hub.closed:
-        raise Unavailable("The server is shutting down; reconnect")
-    subject = subject_for(user.id if user else None, client_address(request))
-    slot = await get_slots().acquire(subject)
+    watch = await open_watch(await optional_user(request), client_address(request), poll_id)
     # Joining the hub happens in the body, whose `finally` is sure to run once it started;
     # a body that never starts drops the slot with it, which releases it (see limits.Slot).
-    body = event_stream(hub, poll_id, counts, settings.SSE_KEEPALIVE_SECONDS, slot.release)
+    body = event_stream(
+        watch.hub, watch.poll_id, watch.counts, settings.SSE_KEEPALIVE_SECONDS, watch.close
+    )
     response = StreamingHttpResponse(body, content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-cache"
     # Tells nginx-style proxies not to buffer; nothing on this route compresses.

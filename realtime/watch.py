@@ -9,7 +9,8 @@ from collections.abc import AsyncGenerator
 import psycopg
 
 from realtime.hub import Hub, HubClosed, Signal, Update
-from votes.counts import PollCounts, read_counts
+from votes.counts import read_counts
+from votes.rows import PollCounts
 
 log = logging.getLogger(__name__)
 

@@ -23,18 +23,10 @@ from django.http.cookie import parse_cookie
 from django.urls import path, re_path
 
 from accounts.addresses import address_from
-from accounts.auth import COOKIE_NAME
-from accounts.rows import UserRow
-from accounts.tokens import read_token
-from accounts.users import get_session_user
+from accounts.auth import COOKIE_NAME, user_from_token
 from feedapp.errors import NotFound, ServiceError, TooManyRequests, Unavailable
-from polls.errors import PollNotFound
-from realtime.hub import Hub, Signal, Update, get_hub
-from realtime.limits import Slot, get_slots, subject_for
-from realtime.watch import watch
-from votes.counts import PollCounts
-from votes.messages import MAX_ID
-from votes.services import get_visible_counts
+from realtime.hub import Signal, Update
+from realtime.streams import Watch, open_watch
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +67,10 @@ def _headers(scope: dict[str, Any], name: bytes) -> list[str]:
     ]
 
 
-async def scope_user(scope: dict[str, Any]) -> UserRow | None:
-    """The active user behind the handshake's session cookie, or None."""
+def scope_token(scope: dict[str, Any]) -> str | None:
+    """The session token in the handshake's cookie, if any."""
     # Several Cookie headers (HTTP/2 may split them) join with "; ".
-    token = parse_cookie("; ".join(_headers(scope, b"cookie"))).get(COOKIE_NAME)
-    claims = read_token(token) if token else None
-    return await get_session_user(claims) if claims else None
+    return parse_cookie("; ".join(_headers(scope, b"cookie"))).get(COOKIE_NAME)
 
 
 def scope_address(scope: dict[str, Any]) -> str:
@@ -99,26 +89,18 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
         # Accepted first: a refusal before accepting reaches the browser as a bare 403,
         # without the close code that says why.
         await self.accept()
-        user = await scope_user(self.scope)
+        user = await user_from_token(scope_token(self.scope))
         try:
-            if not 0 < poll_id <= MAX_ID:
-                raise PollNotFound()
-            counts = await get_visible_counts(user, poll_id)
-            hub = get_hub()
-            if hub.closed:
-                raise Unavailable("The server is shutting down; reconnect")
-            subject = subject_for(user.id if user else None, scope_address(self.scope))
-            slot = await get_slots().acquire(subject)
+            watch = await open_watch(user, scope_address(self.scope), poll_id)
         except ServiceError as error:
             await self.close(code=close_code(error))
             return
-        self.forwarder = asyncio.create_task(self.forward(hub, poll_id, counts, slot))
+        self.forwarder = asyncio.create_task(self.forward(watch))
 
-    async def forward(self, hub: Hub, poll_id: int, counts: PollCounts, slot: Slot) -> None:
+    async def forward(self, watch: Watch) -> None:
         """Send the watch's items until the poll is deleted or the process shuts down."""
         try:
-            keepalive = settings.SSE_KEEPALIVE_SECONDS
-            async with aclosing(watch(hub, poll_id, counts, keepalive)) as items:
+            async with aclosing(watch.items(settings.SSE_KEEPALIVE_SECONDS)) as items:
                 async for item in items:
                     # WebSocket servers ping idle connections themselves: no keepalive frames.
                     if isinstance(item, Update):
@@ -129,7 +111,7 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
                         return
             await self.close(code=CLOSE_GOING_AWAY)
         finally:
-            slot.release()
+            watch.close()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Clients have nothing to say on this route; what they send is ignored."""

@@ -13,13 +13,10 @@ from types import FrameType
 
 from stack.__main__ import start_all, stop_all
 from stack.process import StackError
+from stack.processes import consume_votes_command, manage_command
 from stack.profiles import PROJECT_ROOT, get_profile
 
 WEB_ADDRESS = "127.0.0.1:8000"
-
-
-def _manage(*args: str) -> list[str]:
-    return [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
 
 
 def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
@@ -50,11 +47,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupt)
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        subprocess.run(_manage("dbmate", "up"), check=True, cwd=PROJECT_ROOT)
+        subprocess.run(manage_command("dbmate", "up"), check=True, cwd=PROJECT_ROOT)
         # Own process groups: runserver's autoreloader forks, and the whole group must stop.
-        children["web"] = _spawn("runserver", WEB_ADDRESS)
-        if (PROJECT_ROOT / "votes" / "management" / "commands" / "consume_votes.py").exists():
-            children["consumer"] = _spawn("consume_votes")
+        children["web"] = _spawn(manage_command("runserver", WEB_ADDRESS))
+        children["consumer"] = _spawn(consume_votes_command())
         if _wait_for_web(children["web"]):
             print(
                 f"serving on http://{WEB_ADDRESS} (ready in {time.monotonic() - began:.1f} s; "
@@ -77,8 +73,8 @@ def main() -> int:
         stop_all(profile)
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(_manage(*args), cwd=PROJECT_ROOT, start_new_session=True)
+def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
 
 
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from db.migrate import dbmate
+from polls.signals import poll_deleted
 from stack.__main__ import start_all
 from stack.profiles import get_profile
 from tests.consumers import consumer_thread
@@ -83,6 +84,19 @@ def django_database_everywhere(django_db_setup: None, django_db_blocker: Any) ->
     """
     with django_db_blocker.unblock():
         yield
+
+
+@pytest.fixture
+def deleted_polls() -> Iterator[list[int]]:
+    """The ids poll_deleted is sent for during the test."""
+    seen: list[int] = []
+
+    async def receiver(sender: object, poll_id: int, **kwargs: Any) -> None:
+        seen.append(poll_id)
+
+    poll_deleted.connect(receiver)
+    yield seen
+    poll_deleted.disconnect(receiver)
 
 
 @pytest.fixture

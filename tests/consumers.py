@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from stack.processes import consume_votes_command
 from stack.profiles import PROJECT_ROOT
 from votes.runner import RunnerConfig, Stats, run
 
@@ -47,21 +47,7 @@ def start_consumer_process(
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [
-                sys.executable,
-                str(PROJECT_ROOT / "manage.py"),
-                "consume_votes",
-                "--topic",
-                topic,
-                "--group",
-                group,
-                "--batch-size",
-                str(batch_size),
-                "--poll-timeout-ms",
-                "100",
-                "--stats-interval",
-                "1",
-            ],
+            consume_votes_command(topic, group, batch_size, poll_timeout_ms=100, stats_interval=1),
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.test import AsyncClient
+
 from accounts.rows import UserRow
 from db.pool import connection
 from polls.services import PollPerms, do_create_poll
@@ -27,6 +29,16 @@ async def make_poll(
         creator, "Test question?", [f"option {n}" for n in range(options)], perms, expires_at
     )
     return SamplePoll(poll.id, list(poll.option_ids))
+
+
+async def submit_vote(client: AsyncClient, poll_id: int, option_id: int) -> int:
+    """Submit a vote through the API; the status code."""
+    response = await client.post(
+        "/api/vote/submit",
+        {"poll_id": poll_id, "vote_option_id": option_id},
+        content_type="application/json",
+    )
+    return response.status_code
 
 
 async def grant(user: UserRow, poll: SamplePoll, role: str) -> None:

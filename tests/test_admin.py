@@ -12,7 +12,6 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,13 +26,12 @@ from accounts.models import User
 from accounts.services import LOGIN_BY_ACCOUNT, do_deactivate_user
 from db.pool import connection
 from db.sql import fetch_value
-from polls.events import on_poll_deleted, remove_poll_deleted_hook
 from polls.services import do_grant_moderator
 from stack.profiles import PROJECT_ROOT
 from tests.accounts_client import AddressedClient, new_identity, register
 from tests.admin_client import AdminClient, admin_log, make_admin
 from tests.poll_helpers import user_may
-from tests.polls import db_counts, grant, make_poll
+from tests.polls import db_counts, grant, make_poll, submit_vote
 from tests.users import client_for, make_user
 from tests.waiting import eventually
 from votes.counts import counts_key
@@ -45,31 +43,9 @@ POLLS = "/admin/polls/poll/"
 GRANTS = "/admin/polls/pollgrant/"
 
 
-@pytest.fixture
-def deleted_polls() -> Iterator[list[int]]:
-    """The ids the poll_deleted hooks are told about during the test."""
-    seen: list[int] = []
-
-    async def hook(poll_id: int) -> None:
-        seen.append(poll_id)
-
-    on_poll_deleted(hook)
-    yield seen
-    remove_poll_deleted_hook(hook)
-
-
 def listed(page) -> set[int]:
     """The ids of the rows a changelist page shows (its action checkboxes)."""
     return {int(i) for i in re.findall(rb'name="_selected_action" value="(\d+)"', page.content)}
-
-
-async def submit(client, poll_id: int, option_id: int) -> int:
-    response = await client.post(
-        "/api/vote/submit",
-        {"poll_id": poll_id, "vote_option_id": option_id},
-        content_type="application/json",
-    )
-    return response.status_code
 
 
 async def api_login(identity: dict[str, str]) -> int:
@@ -174,13 +150,13 @@ async def test_a_ban_in_the_admin_ends_the_session_and_the_votes() -> None:
 
     with override_settings(AUTH_USER_CACHE_SECONDS=1.0):
         assert await me() == 200  # cached by this process now
-        assert await submit(victim, poll.id, poll.option_ids[0]) == 201
+        assert await submit_vote(victim, poll.id, poll.option_ids[0]) == 201
 
         response = await root.client.action(USERS, "deactivate", [info["id"]])
         assert response.status_code == 302
         delay = settings.AUTH_USER_CACHE_SECONDS + 10
         assert await eventually(me, 401, within=delay) == 401
-        assert await submit(victim, poll.id, poll.option_ids[1]) == 401
+        assert await submit_vote(victim, poll.id, poll.option_ids[1]) == 401
         assert await api_login(identity) == 401
 
         history = await root.client.get(f"{USERS}{info['id']}/history/")
@@ -193,7 +169,7 @@ async def test_a_ban_in_the_admin_ends_the_session_and_the_votes() -> None:
         body = {"username": identity["username"], "password": identity["password"]}
         assert (await victim.post_json("/api/user/login", body)).status_code == 204
         assert await me() == 200
-        assert await submit(victim, poll.id, poll.option_ids[1]) == 201
+        assert await submit_vote(victim, poll.id, poll.option_ids[1]) == 201
 
     lines = await admin_log("accounts", "user", info["id"])
     assert [(line.user_id, line.change_message) for line in lines] == [
@@ -321,7 +297,7 @@ async def test_a_polls_page_shows_live_counts_and_its_grants(valkey_client) -> N
     poll = await make_poll(owner, perms="private")
     await grant(voter, poll, "voter")
     a, b, c = poll.option_ids
-    assert await submit(client_for(voter), poll.id, b) == 201
+    assert await submit_vote(client_for(voter), poll.id, b) == 201
     assert await eventually(lambda: db_counts(poll.id), {a: 0, b: 1, c: 0}) == {a: 0, b: 1, c: 0}
 
     async def shown_counts() -> list[str]:

@@ -1,9 +1,10 @@
-"""Deleting a poll: one service function, hooks only after the commit, a sync variant."""
+"""Deleting a poll: one service function, poll_deleted only after the commit, sync callers."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -12,19 +13,19 @@ from db.sql import fetch_value
 from db.sync_bridge import run_sync
 from feedapp.errors import Forbidden, NotAuthenticated
 from polls.errors import PollNotFound
-from polls.events import on_poll_deleted, remove_poll_deleted_hook
 from polls.services import do_delete_poll
+from polls.signals import poll_deleted
 from tests.poll_helpers import create_poll
 from tests.users import client_for, make_user
 
 
 class Recorder:
-    """A poll_deleted hook that notes each call and whether the deletion was visible."""
+    """A poll_deleted receiver that notes each call and whether the deletion was visible."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[int, bool]] = []
 
-    async def __call__(self, poll_id: int) -> None:
+    async def receive(self, sender: object, poll_id: int, **kwargs: Any) -> None:
         # Another connection sees the row gone only if the deletion was committed.
         async with connection() as conn:
             remaining = await fetch_value(
@@ -35,13 +36,13 @@ class Recorder:
 
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    hook = Recorder()
-    on_poll_deleted(hook)
-    yield hook
-    remove_poll_deleted_hook(hook)
+    recorder = Recorder()
+    poll_deleted.connect(recorder.receive)
+    yield recorder
+    poll_deleted.disconnect(recorder.receive)
 
 
-async def test_hook_runs_once_after_commit_and_not_on_refusals(api, recorder) -> None:
+async def test_signal_is_sent_once_after_commit_and_not_on_refusals(api, recorder) -> None:
     owner = await make_user()
     client, other = client_for(owner), client_for(await make_user())
     poll = await create_poll(client)
@@ -58,28 +59,28 @@ async def test_hook_runs_once_after_commit_and_not_on_refusals(api, recorder) ->
     assert recorder.calls == [(poll["id"], True)]
 
 
-async def test_registering_twice_still_runs_once(recorder) -> None:
-    on_poll_deleted(recorder)
+async def test_connecting_twice_still_runs_once(recorder) -> None:
+    poll_deleted.connect(recorder.receive)
     owner = await make_user()
     poll = await create_poll(client_for(owner))
     await do_delete_poll(poll["id"], owner)
     assert recorder.calls == [(poll["id"], True)]
 
 
-async def test_a_failing_hook_neither_fails_the_delete_nor_stops_others(recorder) -> None:
-    async def broken(poll_id: int) -> None:
+async def test_a_failing_receiver_neither_fails_the_delete_nor_stops_others(recorder) -> None:
+    async def broken(sender: object, poll_id: int, **kwargs: Any) -> None:
         raise ConnectionError("cache is down")
 
-    # Hooks run in registration order: put the broken one first.
-    remove_poll_deleted_hook(recorder)
-    on_poll_deleted(broken)
-    on_poll_deleted(recorder)
+    # Connected first, so that it comes before the recorder.
+    poll_deleted.disconnect(recorder.receive)
+    poll_deleted.connect(broken)
+    poll_deleted.connect(recorder.receive)
     try:
         owner = await make_user()
         poll = await create_poll(client_for(owner))
         assert (await client_for(owner).delete(f"/api/poll/{poll['id']}")).status_code == 204
     finally:
-        remove_poll_deleted_hook(broken)
+        poll_deleted.disconnect(broken)
     assert recorder.calls == [(poll["id"], True)]
 
 
@@ -95,7 +96,7 @@ async def test_service_errors() -> None:
         await do_delete_poll(public["id"], other)
 
 
-async def test_sync_variant_deletes_and_runs_hooks(recorder) -> None:
+async def test_sync_callers_delete_and_send_the_signal(recorder) -> None:
     owner, other = await make_user(), await make_user()
     poll = await create_poll(client_for(owner))
     # From a thread without an event loop, as the admin or a management command calls it.
@@ -109,7 +110,7 @@ async def test_sync_variant_deletes_and_runs_hooks(recorder) -> None:
     assert len(recorder.calls) == 1
 
 
-async def test_concurrent_deletes_run_the_hooks_once(recorder) -> None:
+async def test_concurrent_deletes_send_the_signal_once(recorder) -> None:
     owner = await make_user()
     poll = await create_poll(client_for(owner))
     results = await asyncio.gather(

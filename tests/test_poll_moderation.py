@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -16,7 +15,6 @@ from db.sql import fetch_value
 from db.sync_bridge import run_sync
 from feedapp.errors import Forbidden
 from polls.errors import PollNotFound
-from polls.events import on_poll_deleted, remove_poll_deleted_hook
 from polls.services import (
     do_delete_poll_as_staff,
     do_grant_moderator,
@@ -29,18 +27,6 @@ from tests.polls import grant, make_poll
 from tests.users import make_user
 
 
-@pytest.fixture
-def deleted_polls() -> Iterator[list[int]]:
-    seen: list[int] = []
-
-    async def hook(poll_id: int) -> None:
-        seen.append(poll_id)
-
-    on_poll_deleted(hook)
-    yield seen
-    remove_poll_deleted_hook(hook)
-
-
 async def make_staff() -> UserRow:
     identity = new_identity("staff")
     return await do_create_user(
@@ -48,7 +34,7 @@ async def make_staff() -> UserRow:
     )
 
 
-async def test_staff_delete_any_poll_and_the_hooks_run(deleted_polls) -> None:
+async def test_staff_delete_any_poll_and_the_signal_is_sent(deleted_polls) -> None:
     staff = await make_staff()
     poll = await make_poll(await make_user(), perms="private")
     await do_delete_poll_as_staff(poll.id, staff)
@@ -75,7 +61,7 @@ async def test_only_active_staff_delete_as_staff(deleted_polls) -> None:
     assert await user_may(None, "poll:view", poll.id)
 
 
-async def test_the_sync_variant_runs_on_the_bridge_loop(deleted_polls) -> None:
+async def test_sync_callers_run_on_the_bridge_loop(deleted_polls) -> None:
     staff = await make_staff()
     poll = await make_poll(await make_user())
     await asyncio.to_thread(lambda: run_sync(do_delete_poll_as_staff(poll.id, staff)))

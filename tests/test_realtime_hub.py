@@ -19,7 +19,9 @@ from tests.polls import make_poll
 from tests.sse_client import parse_event
 from tests.users import make_user
 from tests.waiting import eventually
-from votes.counts import PollCounts, read_counts, updates_channel
+from votes.counts import read_counts
+from votes.pubsub import updates_channel
+from votes.rows import PollCounts
 
 PROFILE = get_profile("test")
 
@@ -110,11 +112,12 @@ async def test_a_waiting_reader_is_woken_by_an_offer() -> None:
 
 
 def test_messages_are_checked_when_decoded() -> None:
-    decoded = decode_message(message(7, 4, [(11, 3), (12, 0)]))
+    decoded = decode_message(updates_channel(7), message(7, 4, [(11, 3), (12, 0)]))
     assert decoded == Update(
         4, '[{"vote_option_id": 11, "vote_count": 3}, {"vote_option_id": 12, "vote_count": 0}]'
     )
-    assert decode_message('{"type": "poll_deleted", "poll_id": 7}') is Signal.POLL_DELETED
+    deleted = '{"type": "poll_deleted", "poll_id": 7}'
+    assert decode_message(updates_channel(7), deleted) is Signal.POLL_DELETED
     for bad in [
         "not json",
         '{"type": "other"}',
@@ -122,7 +125,7 @@ def test_messages_are_checked_when_decoded() -> None:
         '{"type": "vote_update", "version": 4, "counts": [{"vote_option_id": "x\\n"}]}',
     ]:
         with pytest.raises((ValueError, KeyError, TypeError)):
-            decode_message(bad)
+            decode_message(updates_channel(7), bad)
 
 
 # --- streams through the hub ----------------------------------------------------------------

@@ -17,7 +17,7 @@ from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
 from stack import valkey as valkey_service
 from stack.profiles import get_profile
-from tests.polls import db_counts, db_version, make_poll
+from tests.polls import db_counts, db_version, make_poll, submit_vote
 from tests.servers import Server, start_server
 from tests.sse_client import LiveStream
 from tests.users import client_for, make_user
@@ -41,15 +41,6 @@ async def open_stream(server: Server, poll_id: int, user=None) -> LiveStream:
     return stream
 
 
-async def submit(user, poll_id: int, option_id: int) -> None:
-    response = await client_for(user).post(
-        "/api/vote/submit",
-        {"poll_id": poll_id, "vote_option_id": option_id},
-        content_type="application/json",
-    )
-    assert response.status_code == 201, response.content
-
-
 def has_version(version: int):
     return lambda stream: any(event.id == version for event in stream.updates())
 
@@ -71,7 +62,7 @@ async def test_a_vote_reaches_the_streams_of_its_poll_and_no_other(uvicorn_serve
         for stream in (first, second, elsewhere):
             assert await stream.wait_for(has_version(0))
 
-        await submit(voter, poll.id, b)
+        assert await submit_vote(client_for(voter), poll.id, b) == 201
         for stream in (first, second):
             assert await stream.wait_for(has_version(1)), uvicorn_server.log_tail()
             assert stream.latest_counts() == {a: 0, b: 1}
@@ -79,7 +70,7 @@ async def test_a_vote_reaches_the_streams_of_its_poll_and_no_other(uvicorn_serve
 
         # A vote on the other poll arrives there after the first one was published: had the
         # first reached the wrong stream, it would show before this one.
-        await submit(voter, other.id, other.option_ids[0])
+        assert await submit_vote(client_for(voter), other.id, other.option_ids[0]) == 201
         assert await elsewhere.wait_for(has_version(1))
         assert [event.counts() for event in elsewhere.updates()] == [
             {other.option_ids[0]: 0, other.option_ids[1]: 0},
@@ -103,7 +94,7 @@ async def test_websocket_gets_the_same_update_as_the_stream(uvicorn_server) -> N
             origin=Origin("http://localhost:5173"),
         ) as ws:
             assert json.loads(await asyncio.wait_for(ws.recv(), 10))["id"] == 0
-            await submit(voter, poll.id, a)
+            assert await submit_vote(client_for(voter), poll.id, a) == 201
             frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
             assert frame == {
                 "event": "vote_update",
@@ -169,7 +160,7 @@ async def test_streams_survive_a_valkey_restart_and_show_correct_counts(uvicorn_
     try:
         for stream in streams:
             assert await stream.wait_for(has_version(0))
-        await submit(voters[0], poll.id, poll.option_ids[0])
+        assert await submit_vote(client_for(voters[0]), poll.id, poll.option_ids[0]) == 201
         for stream in streams:
             assert await stream.wait_for(has_version(1))
 
@@ -178,7 +169,7 @@ async def test_streams_survive_a_valkey_restart_and_show_correct_counts(uvicorn_
             # Votes keep coming while Valkey is down. The consumer applies what it has to
             # PostgreSQL, cannot publish it, and pauses until Valkey is back.
             for voter, option in zip(voters[1:], [1, 1, 2], strict=True):
-                await submit(voter, poll.id, poll.option_ids[option])
+                assert await submit_vote(client_for(voter), poll.id, poll.option_ids[option]) == 201
 
             async def applied() -> bool:
                 return await db_version(poll.id) > 1
@@ -212,7 +203,7 @@ async def test_streams_end_cleanly_when_the_server_stops(kind, tmp_path) -> None
         stream = await open_stream(server, poll.id, await make_user())
         assert await stream.wait_for(has_version(0))
         if kind == "daphne":  # the development server serves votes' updates too
-            await submit(voter, poll.id, poll.option_ids[1])
+            assert await submit_vote(client_for(voter), poll.id, poll.option_ids[1]) == 201
             assert await stream.wait_for(has_version(1)), server.log_tail()
 
         server.terminate()

@@ -1,8 +1,12 @@
 """The named-statement loader (pure logic)."""
 
+import re
+
 import pytest
 
-from db.sql import parse_queries
+from db.sql import QUERIES_DIR, parse_queries
+
+_NAMED = re.compile(r"^--\s*name:\s*(\w+)\s*\n(.*)$", re.MULTILINE)
 
 
 def test_parses_named_blocks() -> None:
@@ -21,3 +25,14 @@ def test_parses_named_blocks() -> None:
 def test_rejects_malformed_files(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse_queries(text)
+
+
+def test_every_named_statement_says_what_it_does() -> None:
+    # A `--` description line right after each `-- name:` line, as in every query file.
+    undescribed = [
+        f"{path.name}: {name}"
+        for path in sorted(QUERIES_DIR.glob("*.sql"))
+        for name, first_line in _NAMED.findall(path.read_text(encoding="utf-8"))
+        if not first_line.startswith("--")
+    ]
+    assert undescribed == []

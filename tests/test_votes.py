@@ -13,20 +13,11 @@ from django.test import override_settings
 
 from stack import kafka as kafka_service
 from stack.profiles import get_profile
-from tests.polls import db_counts, db_version, db_votes, grant, make_poll
+from tests.polls import db_counts, db_version, db_votes, grant, make_poll, submit_vote
 from tests.users import client_for, make_user
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.usefixtures("vote_consumer")
-
-
-async def submit(client, poll_id: int, option_id: int) -> int:
-    response = await client.post(
-        "/api/vote/submit",
-        {"poll_id": poll_id, "vote_option_id": option_id},
-        content_type="application/json",
-    )
-    return response.status_code
 
 
 async def api_counts(poll_id: int) -> dict[int, int]:
@@ -41,13 +32,13 @@ async def test_vote_change_and_repeat_give_exact_counts() -> None:
     a, b, c = poll.option_ids
     client = client_for(voter)
 
-    assert await submit(client, poll.id, a) == 201
+    assert await submit_vote(client, poll.id, a) == 201
     assert await eventually(lambda: db_counts(poll.id), {a: 1, b: 0, c: 0}) == {a: 1, b: 0, c: 0}
-    assert await submit(client, poll.id, b) == 201
+    assert await submit_vote(client, poll.id, b) == 201
     assert await eventually(lambda: db_counts(poll.id), {a: 0, b: 1, c: 0}) == {a: 0, b: 1, c: 0}
     version = await db_version(poll.id)
-    assert await submit(client, poll.id, b) == 201  # the same vote again changes nothing
-    assert await submit(client_for(creator), poll.id, c) == 201
+    assert await submit_vote(client, poll.id, b) == 201  # the same vote again changes nothing
+    assert await submit_vote(client_for(creator), poll.id, c) == 201
     expected = {a: 0, b: 1, c: 1}
     assert await eventually(lambda: db_counts(poll.id), expected) == expected
     assert await db_version(poll.id) == version + 1
@@ -71,13 +62,13 @@ async def test_refusals() -> None:
     await grant(stranger, private, "viewer")
     client = client_for(stranger)
 
-    assert await submit(client_for(None), poll.id, poll.option_ids[0]) == 401
-    assert await submit(client, poll.id, other.option_ids[0]) == 404  # option of another poll
-    assert await submit(client, 2**62, 1) == 403  # no such poll
-    assert await submit(client, private.id, private.option_ids[0]) == 403  # viewer only
-    assert await submit(client, viewable.id, viewable.option_ids[0]) == 403
+    assert await submit_vote(client_for(None), poll.id, poll.option_ids[0]) == 401
+    assert await submit_vote(client, poll.id, other.option_ids[0]) == 404  # option of another poll
+    assert await submit_vote(client, 2**62, 1) == 403  # no such poll
+    assert await submit_vote(client, private.id, private.option_ids[0]) == 403  # viewer only
+    assert await submit_vote(client, viewable.id, viewable.option_ids[0]) == 403
     await asyncio.sleep(1.1)
-    assert await submit(client, expired.id, expired.option_ids[0]) == 409
+    assert await submit_vote(client, expired.id, expired.option_ids[0]) == 409
     assert (await client_for(stranger).get(f"/api/vote/{private.id}")).status_code == 200
     assert (await client_for(None).get(f"/api/vote/{private.id}")).status_code == 404
 
@@ -117,7 +108,7 @@ async def test_interleaved_votes_of_many_users_are_exact(valkey_client) -> None:
             poll = rng.choice(polls)
             option = rng.choice(poll.option_ids)
             # Each user's votes are sequential, so their order of receipt is known.
-            assert await submit(client, poll.id, option) == 201
+            assert await submit_vote(client, poll.id, option) == 201
             last[(poll.id, user.id)] = option
 
     await asyncio.gather(*(vote_20_times(user) for user in users))
@@ -144,7 +135,7 @@ async def test_counts_are_rebuilt_after_valkey_is_flushed(valkey_client) -> None
     poll = await make_poll(await make_user())
     voters = [await make_user() for _ in range(3)]
     for voter, option in zip(voters, [0, 0, 2], strict=True):
-        assert await submit(client_for(voter), poll.id, poll.option_ids[option]) == 201
+        assert await submit_vote(client_for(voter), poll.id, poll.option_ids[option]) == 201
     expected = {poll.option_ids[0]: 2, poll.option_ids[1]: 0, poll.option_ids[2]: 1}
     assert await eventually(lambda: api_counts(poll.id), expected) == expected
     valkey_client.flushall()
@@ -156,7 +147,7 @@ async def test_counts_are_rebuilt_after_valkey_is_flushed(valkey_client) -> None
 async def test_kafka_stopped_gives_503_and_nothing_counted() -> None:
     poll = await make_poll(await make_user())
     client = client_for(await make_user())
-    assert await submit(client, poll.id, poll.option_ids[0]) == 201  # the producer exists
+    assert await submit_vote(client, poll.id, poll.option_ids[0]) == 201  # the producer exists
     await eventually(
         lambda: db_counts(poll.id), {poll.option_ids[0]: 1, **{o: 0 for o in poll.option_ids[1:]}}
     )
@@ -164,13 +155,13 @@ async def test_kafka_stopped_gives_503_and_nothing_counted() -> None:
     kafka_service.stop(profile)
     try:
         with override_settings(KAFKA_PRODUCE_TIMEOUT_SECONDS=3):
-            assert await submit(client, poll.id, poll.option_ids[1]) == 503
+            assert await submit_vote(client, poll.id, poll.option_ids[1]) == 503
     finally:
         kafka_service.start(profile)
     await asyncio.sleep(3)  # give a wrongly kept record time to be delivered and applied
     expected = {poll.option_ids[0]: 1, poll.option_ids[1]: 0, poll.option_ids[2]: 0}
     assert await db_counts(poll.id) == expected
-    assert await submit(client, poll.id, poll.option_ids[2]) == 201  # and it recovers
+    assert await submit_vote(client, poll.id, poll.option_ids[2]) == 201  # and it recovers
     expected = {poll.option_ids[0]: 0, poll.option_ids[1]: 0, poll.option_ids[2]: 1}
     assert await eventually(lambda: db_counts(poll.id), expected, within=60) == expected
 
@@ -179,7 +170,7 @@ async def test_vote_rate_limit_answers_429_with_retry_after() -> None:
     poll = await make_poll(await make_user())
     client = client_for(await make_user())
     with override_settings(VOTE_RATE_PER_SECOND=1, VOTE_RATE_BURST=3):
-        codes = [await submit(client, poll.id, poll.option_ids[0]) for _ in range(4)]
+        codes = [await submit_vote(client, poll.id, poll.option_ids[0]) for _ in range(4)]
         response = await client.post(
             "/api/vote/submit",
             {"poll_id": poll.id, "vote_option_id": poll.option_ids[0]},
@@ -193,7 +184,7 @@ async def test_vote_rate_limit_answers_429_with_retry_after() -> None:
 async def test_deleting_a_poll_drops_its_cached_counts(valkey_client) -> None:
     creator = await make_user()
     poll = await make_poll(creator)
-    assert await submit(client_for(creator), poll.id, poll.option_ids[1]) == 201
+    assert await submit_vote(client_for(creator), poll.id, poll.option_ids[1]) == 201
     expected = {poll.option_ids[0]: 0, poll.option_ids[1]: 1, poll.option_ids[2]: 0}
     assert await eventually(lambda: api_counts(poll.id), expected) == expected
     assert valkey_client.exists(f"counts:poll:{poll.id}") == 1
@@ -201,4 +192,4 @@ async def test_deleting_a_poll_drops_its_cached_counts(valkey_client) -> None:
     assert response.status_code == 204
     assert valkey_client.exists(f"counts:poll:{poll.id}") == 0
     assert (await client_for(creator).get(f"/api/vote/{poll.id}")).status_code == 404
-    assert await submit(client_for(creator), poll.id, poll.option_ids[1]) == 403
+    assert await submit_vote(client_for(creator), poll.id, poll.option_ids[1]) == 403

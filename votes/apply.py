@@ -1,9 +1,13 @@
-"""Applying a batch of one partition's vote records: the consumer's business logic.
+"""The vote consumer's business logic: two steps, as plain functions.
 
-`apply_batches` runs in ONE PostgreSQL transaction that also stores each partition's
-last applied offset, and skips records at or below the stored ones. Redelivery thus
-changes nothing (exactly-once effect over at-least-once delivery). Kafka, batching,
-retries and shutdown live in `votes.runner`.
+1. `apply_batches` runs in ONE PostgreSQL transaction that also stores each partition's
+   last applied offset, and skips records at or below the stored ones. Redelivery thus
+   changes nothing (exactly-once effect over at-least-once delivery).
+2. `cache_counts` runs after that transaction committed: the counts it changed go to
+   Valkey, cached and published to live streams (votes.counts.store_counts).
+
+Kafka, batching, the commit policy, retries and shutdown live in `votes.runner`, which
+knows nothing of votes or counts.
 """
 
 from __future__ import annotations
@@ -14,14 +18,21 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors
+from valkey.exceptions import ValkeyError
 
 from db.sql import queries
-from votes.counts import PollCounts, read_counts_sync
+from db.valkey import get_sync_valkey
+from votes.counts import read_counts_sync, store_counts
 from votes.messages import PoisonEvent, VoteEvent
 from votes.reduce import last_vote_per_user
+from votes.rows import PollCounts
 
 log = logging.getLogger(__name__)
 Q = queries("votes")
+
+
+class StepUnavailable(Exception):
+    """A step could not run because a service it needs is down; the runner retries it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,24 @@ def apply_batches(
         )
         outcome.last_offsets.update(moved)
     return outcome
+
+
+def cache_counts(outcomes: Sequence[BatchOutcome]) -> None:
+    """Write the counts that committed batches changed to Valkey, and publish them.
+
+    Several outcomes (batches committed while Valkey was down) collapse to the latest
+    counts per poll. StepUnavailable while Valkey is down: nothing is lost, since the
+    counts are in PostgreSQL and the cache refuses versions older than its own.
+    """
+    latest = {counts.poll_id: counts for outcome in outcomes for counts in outcome.counts}
+    if not latest:
+        return
+    try:
+        store_counts(get_sync_valkey(), list(latest.values()))
+    except (ValkeyError, OSError) as exc:
+        raise StepUnavailable(
+            f"Valkey unavailable, {len(latest)} polls' counts not cached: {exc!r}"
+        ) from exc
 
 
 def _decode(

@@ -7,8 +7,7 @@ class VotesConfig(AppConfig):
     name = "votes"
 
     def ready(self) -> None:
-        from polls.events import on_poll_deleted
-        from votes.counts import forget_counts
+        from polls.signals import poll_deleted
+        from votes.counts import forget_deleted_poll_counts
 
-        # A deleted poll's cached counts go with it (after the deletion committed).
-        on_poll_deleted(forget_counts)
+        poll_deleted.connect(forget_deleted_poll_counts, dispatch_uid="votes.forget_counts")

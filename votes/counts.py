@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -22,79 +21,40 @@ from valkey.exceptions import ValkeyError
 
 from db.pool import autocommit_connection
 from db.sql import fetch_all, fetch_one, queries
-from db.valkey import get_async_valkey
+from db.valkey import LuaScript, get_async_valkey
+from votes import pubsub
+from votes.rows import PollCounts
 
 log = logging.getLogger(__name__)
 Q = queries("votes")
 
-# KEYS[1] = counts key; ARGV = version, counts JSON, TTL seconds, channel ('' = none), message
-_STORE_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and tonumber(current) >= tonumber(ARGV[1]) then
-    return 0
-end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'counts', ARGV[2])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-if ARGV[4] ~= '' then
-    redis.call('PUBLISH', ARGV[4], ARGV[5])
-end
-return 1
-"""
+STORE_IF_NEWER = LuaScript("counts_store_if_newer")
 
 
 def counts_key(poll_id: int) -> str:
     return f"counts:poll:{poll_id}"
 
 
-def updates_channel(poll_id: int) -> str:
-    return f"vote-updates:poll:{poll_id}"
-
-
-@dataclass(frozen=True)
-class PollCounts:
-    poll_id: int
-    version: int
-    option_ids: list[int]
-    vote_counts: list[int]
-
-    def as_list(self) -> list[dict[str, int]]:
-        """The API's shape: options in presentation order, zeros included."""
-        return [
-            {"vote_option_id": option_id, "vote_count": count}
-            for option_id, count in zip(self.option_ids, self.vote_counts, strict=True)
-        ]
-
-    def update_message(self) -> str:
-        """What subscribers of the poll's channel receive."""
-        return json.dumps(
-            {
-                "type": "vote_update",
-                "poll_id": self.poll_id,
-                "version": self.version,
-                "counts": self.as_list(),
-            },
-            separators=(",", ":"),
-        )
-
-    def script_args(self, publish: bool) -> list[Any]:
-        return [
-            self.version,
-            json.dumps(self.as_list(), separators=(",", ":")),
-            settings.COUNTS_CACHE_TTL_SECONDS,
-            updates_channel(self.poll_id) if publish else "",
-            self.update_message() if publish else "",
-        ]
+def _script_args(counts: PollCounts, publish: bool) -> list[Any]:
+    channel, message = pubsub.encode(counts) if publish else ("", "")
+    return [
+        counts.version,
+        json.dumps(counts.as_list(), separators=(",", ":")),
+        settings.COUNTS_CACHE_TTL_SECONDS,
+        channel,
+        message,
+    ]
 
 
 def store_counts(client: valkey.Valkey, counts: list[PollCounts]) -> None:
     """Cache and publish absolute counts (consumer side), refusing older versions."""
     if not counts:
         return
-    script = client.register_script(_STORE_IF_NEWER)
+    script = STORE_IF_NEWER.on(client)
     with client.pipeline(transaction=False) as pipe:
         for poll in counts:
             script(
-                keys=[counts_key(poll.poll_id)], args=poll.script_args(publish=True), client=pipe
+                keys=[counts_key(poll.poll_id)], args=_script_args(poll, publish=True), client=pipe
             )
         pipe.execute()
 
@@ -129,8 +89,8 @@ async def read_counts(poll_id: int) -> PollCounts | None:
         counts = await fetch_one(conn, Q["poll_counts"], {"poll_ids": [poll_id]}, PollCounts)
     if counts is not None and client is not None:
         try:
-            script = client.register_script(_STORE_IF_NEWER)
-            await script(keys=[counts_key(poll_id)], args=counts.script_args(publish=False))
+            script = STORE_IF_NEWER.on_async(client)
+            await script(keys=[counts_key(poll_id)], args=_script_args(counts, publish=False))
         except (ValkeyError, OSError) as exc:
             log.warning("could not refill the counts cache of poll %d: %r", poll_id, exc)
     return counts
@@ -145,3 +105,8 @@ async def read_counts_many(poll_ids: list[int]) -> list[PollCounts]:
 async def forget_counts(poll_id: int) -> None:
     """Drop a poll's cached counts (after the poll was deleted)."""
     await get_async_valkey().delete(counts_key(poll_id))
+
+
+async def forget_deleted_poll_counts(sender: object, poll_id: int, **kwargs: Any) -> None:
+    """polls.signals.poll_deleted receiver: a deleted poll's cached counts go with it."""
+    await forget_counts(poll_id)

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-MAX_ID = 2**63 - 1
+from db.ids import MAX_ID
 
 
 class PoisonEvent(ValueError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import threading
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -13,13 +12,11 @@ from django.conf import settings
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from db.singletons import PerProcess
 from votes import broker
 from votes.messages import VoteEvent
 
 log = logging.getLogger(__name__)
-
-_producer: KafkaProducer | None = None
-_lock = threading.Lock()
 
 
 class VoteNotEnqueued(Exception):
@@ -47,34 +44,33 @@ def _make_producer() -> KafkaProducer:
     )
     # Fetch the topic's metadata now, so sends do not block on it later.
     producer.partitions_for(settings.KAFKA_VOTE_TOPIC)
+    atexit.register(close_producer)
+    log.info("kafka producer ready for topic %s", settings.KAFKA_VOTE_TOPIC)
     return producer
+
+
+def _close(producer: KafkaProducer) -> None:
+    producer.flush(timeout=settings.KAFKA_PRODUCE_TIMEOUT_SECONDS)
+    producer.close(timeout=settings.KAFKA_PRODUCE_TIMEOUT_SECONDS)
+
+
+_producer: PerProcess[KafkaProducer] = PerProcess(_make_producer, _close)
 
 
 def get_producer() -> KafkaProducer:
     """The process's producer, created (and the topic ensured) on first use."""
-    global _producer
-    with _lock:
-        if _producer is None:
-            _producer = _make_producer()
-            atexit.register(close_producer)
-            log.info("kafka producer ready for topic %s", settings.KAFKA_VOTE_TOPIC)
-        return _producer
+    return _producer.get()
 
 
 def close_producer() -> None:
     """Deliver what is buffered (bounded wait) and close."""
-    global _producer
-    with _lock:
-        if _producer is not None:
-            _producer.flush(timeout=settings.KAFKA_PRODUCE_TIMEOUT_SECONDS)
-            _producer.close(timeout=settings.KAFKA_PRODUCE_TIMEOUT_SECONDS)
-            _producer = None
+    _producer.close()
 
 
 async def produce_vote(event: VoteEvent) -> None:
     """Send the event and wait until all in-sync replicas have it; VoteNotEnqueued if not."""
     try:
-        producer = _producer or await sync_to_async(get_producer, thread_sensitive=False)()
+        producer = _producer.current or await sync_to_async(get_producer, thread_sensitive=False)()
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[Any] = loop.create_future()
 

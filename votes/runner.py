@@ -1,13 +1,14 @@
 """The Kafka side of the vote consumer: polling, commit policy, retries and shutdown.
 
-The business logic is `votes.apply.apply_batches`. This runner only moves records
-to it, everything one poll returned (all its partitions) in one call, and:
+The business logic is two plain functions in `votes.apply`: `apply_batches` (in one
+PostgreSQL transaction) and `cache_counts` (after it committed). This runner only moves
+records to them, everything one poll returned (all its partitions) in one call, and:
 
 - on (re)assignment seeks each partition to the offset stored in PostgreSQL + 1;
-- commits the Kafka offset only after the batch is committed in PostgreSQL (the Kafka
-  offset is for lag monitoring; PostgreSQL's stored offset is the truth);
-- on a PostgreSQL or Valkey outage pauses its partitions and retries with backoff,
-  never moving past work that is not in PostgreSQL;
+- commits Kafka offsets by its commit policy, never before PostgreSQL committed the
+  batch (Kafka's offsets are for lag monitoring; PostgreSQL's stored offset is the truth);
+- while PostgreSQL or a service a step needs is down, pauses its partitions and retries
+  with backoff, never moving past work that is not in PostgreSQL;
 - after SIGTERM/SIGINT finishes the batch in hand, then exits.
 """
 
@@ -24,26 +25,58 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
-from valkey.exceptions import ValkeyError
 
+from db.backoff import Backoff
 from db.pool import get_sync_pool
-from db.valkey import get_sync_valkey
-from votes.apply import BatchOutcome, Record, apply_batches, stored_offsets
-from votes.counts import PollCounts, store_counts
+from votes.apply import (
+    BatchOutcome,
+    Record,
+    StepUnavailable,
+    apply_batches,
+    cache_counts,
+    stored_offsets,
+)
 
 log = logging.getLogger(__name__)
 
+FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
+# After SIGTERM, the post-commit step gets this many more tries before the process exits.
+FINAL_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class CommitPolicy:
+    """When the runner commits Kafka offsets (Arroyo's idea of a named commit policy).
+
+    Offsets are committed only for batches PostgreSQL has committed, so Kafka's committed
+    offsets never run ahead of what is applied. They only feed lag monitoring (the
+    consumer resumes from PostgreSQL's stored offsets), so committing less often saves
+    broker round trips and costs only a staler lag figure: at most every
+    `min_interval_seconds`, and always before the runner stops.
+    """
+
+    min_interval_seconds: float = 0.0
+
+    def due(self, last_commit: float, now: float) -> bool:
+        return now - last_commit >= self.min_interval_seconds
+
+
+# The default: after every batch PostgreSQL committed.
+COMMIT_EVERY_BATCH = CommitPolicy()
 
 
 @dataclass
 class RunnerConfig:
+    """What one consumer runs against, and how (`consume_votes` takes its defaults)."""
+
     bootstrap_servers: list[str]
     topic: str
     group: str
     batch_size: int = 2000
     poll_timeout_ms: int = 500
     stats_interval_seconds: float = 10.0
+    commit_policy: CommitPolicy = COMMIT_EVERY_BATCH
 
 
 @dataclass
@@ -104,44 +137,45 @@ def run(
     consumer = consumer_factory(config)
     totals = Stats()
     interval = Stats()
-    pending: dict[int, PollCounts] = {}  # committed counts not yet in Valkey, latest per poll
+    committer = _Committer(consumer, config)
+    # Committed batches whose post-commit step has not run yet (while a service is down).
+    unfinished: list[BatchOutcome] = []
     log.info("consuming %s as group %s", config.topic, config.group)
     try:
-        kafka_backoff = 0.2
+        kafka_backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while not stop.is_set():
             try:
                 batches = consumer.poll(
                     timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
                 )
-                kafka_backoff = 0.2
+                kafka_backoff.reset()
             except KafkaError as exc:
                 # The client reconnects by itself; records not yet applied come again.
-                log.error("Kafka unavailable, retrying in %.1f s: %r", kafka_backoff, exc)
-                stop.wait(kafka_backoff)
-                kafka_backoff = min(kafka_backoff * 2, MAX_BACKOFF_SECONDS)
+                wait = kafka_backoff.next()
+                log.error("Kafka unavailable, retrying in %.1f s: %r", wait, exc)
+                stop.wait(wait)
                 continue
             if not batches:
                 continue
             outcome = _apply_until_done(consumer, config, batches, stop)
             if outcome is None:
                 continue  # stopping, or the partitions moved to another consumer
-            for counts in outcome.counts:
-                pending[counts.poll_id] = counts
-            _commit_kafka(consumer, config.topic, outcome.last_offsets)
+            unfinished.append(outcome)
+            committer.add(outcome.last_offsets)
             for stats in (totals, interval):
                 stats.batches += 1
                 stats.fresh += outcome.fresh
                 stats.applied += outcome.applicable
                 stats.poison += outcome.poison
                 stats.gone += outcome.gone
-            if pending:
-                _flush_cache_until_done(consumer, pending, stop)
+            _after_commit_until_done(consumer, unfinished, stop)
             if time.monotonic() - interval.since >= config.stats_interval_seconds:
                 _log_stats(consumer, interval)
                 interval = Stats()
     finally:
-        if pending:
-            _flush_cache_until_done(consumer, pending, threading.Event(), attempts=3)
+        if unfinished:
+            _after_commit_until_done(consumer, unfinished, threading.Event(), FINAL_ATTEMPTS)
+        committer.flush()
         consumer.close(autocommit=False)
         log.info(
             "consumer stopped: %d records in %d batches, %d votes applicable, "
@@ -162,7 +196,7 @@ def _apply_until_done(
     stop: threading.Event,
 ) -> BatchOutcome | None:
     """Apply one poll's records (all partitions, one transaction), retrying outages."""
-    backoff = 0.2
+    backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
     while True:
         records = {
             tp.partition: [Record(r.offset, r.value) for r in kafka_records]
@@ -172,47 +206,75 @@ def _apply_until_done(
             with get_sync_pool().connection() as conn:
                 return apply_batches(conn, config.group, config.topic, records)
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+            wait = backoff.next()
             log.error(
                 "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
                 sum(map(len, records.values())),
-                backoff,
+                wait,
                 exc,
             )
-        if not _wait_paused(consumer, backoff, stop):
+        if not _wait_paused(consumer, wait, stop):
             return None
         # Partitions that moved to another consumer during the wait are its work now.
         batches = {tp: rs for tp, rs in batches.items() if tp in consumer.assignment()}
         if not batches:
             return None
-        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
-def _flush_cache_until_done(
+def _after_commit_until_done(
     consumer: KafkaConsumer,
-    pending: dict[int, PollCounts],
+    unfinished: list[BatchOutcome],
     stop: threading.Event,
     attempts: int | None = None,
 ) -> None:
-    """Write committed counts to Valkey; while it is down, pause and retry."""
-    backoff = 0.2
-    while pending and (attempts is None or attempts > 0):
+    """Run the post-commit step for committed batches; while it is unavailable, pause and
+    retry (only `attempts` times when given: the process is stopping)."""
+    backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
+    while unfinished and (attempts is None or attempts > 0):
         try:
-            store_counts(get_sync_valkey(), list(pending.values()))
-            pending.clear()
+            cache_counts(unfinished)
+            unfinished.clear()
             return
-        except (ValkeyError, OSError) as exc:
-            log.error(
-                "Valkey unavailable, %d polls' counts not cached, retrying in %.1f s: %r",
-                len(pending),
-                backoff,
-                exc,
-            )
+        except StepUnavailable as exc:
+            wait = backoff.next()
+            log.error("%s; retrying in %.1f s", exc, wait)
         if attempts is not None:
             attempts -= 1
-            time.sleep(backoff)
-        elif not _wait_paused(consumer, backoff, stop):
+            time.sleep(wait)
+        elif not _wait_paused(consumer, wait, stop):
             return
-        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+class _Committer:
+    """Kafka offsets of batches PostgreSQL committed, committed by the commit policy."""
+
+    def __init__(self, consumer: KafkaConsumer, config: RunnerConfig) -> None:
+        self.consumer = consumer
+        self.topic = config.topic
+        self.policy = config.commit_policy
+        self.pending: dict[int, int] = {}  # partition -> last offset applied
+        self.last_commit = float("-inf")
+
+    def add(self, last_offsets: dict[int, int]) -> None:
+        self.pending.update(last_offsets)
+        if self.policy.due(self.last_commit, time.monotonic()):
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        offsets = {
+            TopicPartition(self.topic, partition): OffsetAndMetadata(offset + 1, "", -1)
+            for partition, offset in self.pending.items()
+            if offset >= 0
+        }
+        self.pending = {}
+        self.last_commit = time.monotonic()
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # Harmless: PostgreSQL holds the applied offsets; these only feed lag monitoring.
+            log.info("kafka offset commit skipped: %r", exc)
 
 
 def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event) -> bool:
@@ -232,19 +294,6 @@ def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event)
     finally:
         consumer.resume(*[tp for tp in assigned if tp in consumer.assignment()])
     return not stop.is_set()
-
-
-def _commit_kafka(consumer: KafkaConsumer, topic: str, last_offsets: dict[int, int]) -> None:
-    offsets = {
-        TopicPartition(topic, partition): OffsetAndMetadata(offset + 1, "", -1)
-        for partition, offset in last_offsets.items()
-        if offset >= 0
-    }
-    try:
-        consumer.commit(offsets)
-    except KafkaError as exc:
-        # Harmless: PostgreSQL holds the applied offsets; these only feed lag monitoring.
-        log.info("kafka offset commit skipped: %r", exc)
 
 
 def _log_stats(consumer: KafkaConsumer, stats: Stats) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from django.conf import settings
 
@@ -13,19 +12,13 @@ from db.pool import autocommit_connection
 from db.sql import fetch_one, fetch_value, queries
 from feedapp.errors import Conflict, Forbidden, NotFound, Unavailable
 from polls.errors import PollNotFound
-from votes.counts import PollCounts, read_counts
+from votes.counts import read_counts
 from votes.messages import VoteEvent
 from votes.producer import VoteNotEnqueued, produce_vote
+from votes.rows import PollCounts, VoteCheck
 
 log = logging.getLogger(__name__)
 Q = queries("votes")
-
-
-@dataclass(frozen=True)
-class VoteCheck:
-    may_vote: bool
-    option_in_poll: bool
-    expired: bool
 
 
 async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> VoteEvent:

@@ -9,8 +9,8 @@ from ninja import Path, Router, Schema, Status
 from pydantic import ConfigDict, Field, StrictInt
 
 from accounts.auth import optional_user, require_user
+from db.ids import MAX_ID
 from feedapp.schemas import Detail
-from votes.messages import MAX_ID
 from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])

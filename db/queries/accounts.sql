@@ -1,6 +1,7 @@
 -- Users. Usernames and emails are citext: comparisons ignore letter case.
 
 -- name: get_user_by_id
+-- The user behind a session (cached per process by accounts.users); no row if unknown.
 SELECT id, username::text AS username, email::text AS email, is_active, is_staff,
        session_generation
 FROM "user"

@@ -10,6 +10,7 @@ SELECT
     coalesce((SELECT expires_at <= now() FROM poll WHERE id = %(poll_id)s), false) AS expired
 
 -- name: may_view_poll
+-- Whether the user (NULL: anonymous) may view the poll now (false when there is none).
 SELECT user_may(%(user_id)s, 'poll:view', %(poll_id)s, now())
 
 -- name: claim_partitions
@@ -25,6 +26,8 @@ ON CONFLICT (consumer_group, topic, partition)
 RETURNING partition, last_offset
 
 -- name: store_offsets
+-- Records each partition's last applied offset, in the batch's transaction (the rows are
+-- claimed and locked by claim_partitions first).
 UPDATE consumer_offset AS o
 SET last_offset = v.last_offset, updated_at = now()
 FROM unnest(%(partitions)s::integer[], %(last_offsets)s::bigint[]) AS v (partition, last_offset)
@@ -33,6 +36,7 @@ WHERE o.consumer_group = %(consumer_group)s
   AND o.partition = v.partition
 
 -- name: stored_offsets
+-- The last applied offset per partition, where a (re)assigned consumer continues from.
 SELECT partition, last_offset
 FROM consumer_offset
 WHERE consumer_group = %(consumer_group)s AND topic = %(topic)s
@@ -99,6 +103,7 @@ SELECT
     array(SELECT DISTINCT poll_id FROM counted ORDER BY poll_id) AS touched_polls
 
 -- name: bump_versions
+-- One more counts version for each poll whose counts the batch changed.
 INSERT INTO poll_counts_version AS v (poll_id, version)
 SELECT unnest(%(poll_ids)s::bigint[]), 1
 ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1

@@ -19,15 +19,35 @@ class Command(BaseCommand):
     help = "Consume vote events (one consumer group; run as many as there are partitions)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--group", default=settings.KAFKA_CONSUMER_GROUP)
-        parser.add_argument("--topic", default=settings.KAFKA_VOTE_TOPIC)
-        parser.add_argument("--batch-size", type=int, default=2000)
-        parser.add_argument("--poll-timeout-ms", type=int, default=500)
+        # The defaults are the settings' and RunnerConfig's, stated once there.
+        parser.add_argument(
+            "--group",
+            default=settings.KAFKA_CONSUMER_GROUP,
+            help="Kafka consumer group (default: KAFKA_CONSUMER_GROUP, %(default)s)",
+        )
+        parser.add_argument(
+            "--topic",
+            default=settings.KAFKA_VOTE_TOPIC,
+            help="topic of vote events, created if missing (default: KAFKA_VOTE_TOPIC, "
+            "%(default)s)",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=RunnerConfig.batch_size,
+            help="most records applied in one transaction (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--poll-timeout-ms",
+            type=int,
+            default=RunnerConfig.poll_timeout_ms,
+            help="how long one poll of the broker waits for records (default: %(default)s)",
+        )
         parser.add_argument(
             "--stats-interval",
             type=float,
-            default=10.0,
-            help="seconds between throughput and lag log lines",
+            default=RunnerConfig.stats_interval_seconds,
+            help="seconds between throughput and lag log lines (default: %(default)s)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
