@@ -56,11 +56,13 @@ SELECT
     EXISTS (SELECT 1 FROM "user" WHERE email = %(email)s::citext) AS email_taken
 
 -- name: get_credentials_by_id
+-- An account's password hash and flags (to check the current password on a change).
 SELECT id, is_active, session_generation, password
 FROM "user"
 WHERE id = %(user_id)s::bigint
 
 -- name: record_login
+-- When the user last signed in.
 UPDATE "user"
 SET last_login = now()
 WHERE id = %(user_id)s
