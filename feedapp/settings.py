@@ -205,6 +205,10 @@ SSE_MAX_STREAMS_PER_PROCESS = env.int("SSE_MAX_STREAMS_PER_PROCESS", default=10_
 SSE_MAX_STREAMS_PER_USER = env.int("SSE_MAX_STREAMS_PER_USER", default=5)
 # A quiet stream gets a `: keepalive` comment this often, so proxies keep it open.
 SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
+# A stream asks again whether its viewer may still watch at least this often (and before
+# an update once AUTH_USER_CACHE_SECONDS passed); a ban, a revoked grant, a logout or an
+# expired token ends it with `access_revoked` (WebSocket: close code 4403).
+STREAM_RECHECK_SECONDS = env.float("STREAM_RECHECK_SECONDS", default=15.0)
 
 # --- Service ----------------------------------------------------------------------------
 READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)
