@@ -194,6 +194,9 @@ KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.
 KAFKA_VOTE_TOPIC = env.str("KAFKA_VOTE_TOPIC", default="vote-event")
 KAFKA_VOTE_TOPIC_PARTITIONS = env.int("KAFKA_VOTE_TOPIC_PARTITIONS", default=12)
 KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1)
+# The vote topic's min.insync.replicas when it is created with 3 replicas or more: a vote
+# is acknowledged (acks=all) once this many replicas have it (votes.broker.topic_configs).
+KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS = env.int("KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS", default=2)
 # A vote is answered 503 when the broker has not acknowledged it within this time.
 KAFKA_PRODUCE_TIMEOUT_SECONDS = env.float("KAFKA_PRODUCE_TIMEOUT_SECONDS", default=5.0)
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="feedapp-vote-consumer")
