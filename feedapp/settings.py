@@ -215,6 +215,8 @@ STREAM_RECHECK_SECONDS = env.float("STREAM_RECHECK_SECONDS", default=15.0)
 
 # --- Service ----------------------------------------------------------------------------
 READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)
+# How long one readiness answer serves every /api/ready (one evaluation at a time).
+READY_CACHE_SECONDS = env.float("READY_CACHE_SECONDS", default=1.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

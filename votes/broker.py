@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 
@@ -52,6 +53,33 @@ def cluster_answers(timeout: float, servers: list[str] | None = None) -> bool:
         return False
     finally:
         admin.close()
+
+
+class ClusterProbe:
+    """Asks the cluster for its metadata, reusing one admin client between calls (made
+    again after a failure). For one caller at a time (e.g. a single-thread executor)."""
+
+    def __init__(self, servers: list[str] | None = None) -> None:
+        self._servers = servers
+        self._admin: KafkaAdminClient | None = None
+
+    def answers(self, timeout: float) -> bool:
+        """True when the cluster answers a metadata request within about `timeout` seconds."""
+        try:
+            if self._admin is None:
+                self._admin = admin_client(timeout, self._servers)
+            self._admin.describe_cluster()
+            return True
+        except (KafkaError, OSError, ValueError) as exc:
+            log.info("kafka probe failed: %r", exc)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
 
 
 def topic_configs(
