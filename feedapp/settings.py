@@ -213,6 +213,13 @@ SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
 # expired token ends it with `access_revoked` (WebSocket: close code 4403).
 STREAM_RECHECK_SECONDS = env.float("STREAM_RECHECK_SECONDS", default=15.0)
 
+# --- Slow clients (feedapp.server.SlowClientGuard, the protocol production's uvicorn runs)
+# A connection whose request headers have not all arrived this long after it was made (or
+# after its next request began) is answered 408 and closed.
+HTTP_HEADER_TIMEOUT_SECONDS = env.float("HTTP_HEADER_TIMEOUT_SECONDS", default=10.0)
+# A connection whose request body has not all arrived this long after its headers is closed.
+HTTP_BODY_TIMEOUT_SECONDS = env.float("HTTP_BODY_TIMEOUT_SECONDS", default=30.0)
+
 # --- Service ----------------------------------------------------------------------------
 READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)
 # How long one readiness answer serves every /api/ready (one evaluation at a time).
