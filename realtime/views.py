@@ -17,6 +17,26 @@ from realtime.streams import open_watch
 
 router = Router(tags=["votes"])
 
+# Each event of the stream (OpenAPI before 3.2 describes a text/event-stream by the
+# schema of one event: its `event`, `id` and `data` fields).
+_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["vote_update", "poll_deleted", "access_revoked"]},
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "vote_update: the counts version (only grows)",
+        },
+        "data": {
+            "type": "string",
+            "description": (
+                "vote_update: the counts as JSON, as in GET /api/vote/{poll_id}; otherwise `{}`"
+            ),
+        },
+    },
+    "required": ["event", "data"],
+}
 _EVENTS_DOC = {
     "description": (
         "`vote_update` events (`id:` the counts version, `data:` the counts as in "
@@ -24,7 +44,7 @@ _EVENTS_DOC = {
         "`access_revoked` (the caller may no longer view the poll, or their session "
         "ended) before the end."
     ),
-    "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+    "content": {CONTENT_TYPE: {"schema": _EVENT_SCHEMA}},
 }
 
 
