@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
 import valkey
-from django.test import override_settings
+from asgiref.sync import sync_to_async
+from django.test import RequestFactory, override_settings
 
 from accounts import throttle
+from accounts.backends import AccountBackend
 from accounts.throttle import Limit, Rate
 from stack import valkey as valkey_service
 from stack.profiles import get_profile
@@ -265,3 +268,26 @@ async def test_login_still_answers_while_valkey_is_down(caplog: pytest.LogCaptur
         valkey_service.start(profile)
     assert (wrong.status_code, right.status_code) == (401, 204)
     assert "unavailable, allowing" in caplog.text
+
+
+@override_settings(LOGIN_FAILURES_LIMIT=3, LOGIN_FAILURES_WINDOW_SECONDS=SLOW)
+async def test_parallel_admin_sign_ins_cannot_pass_the_limit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12, item 1, for the admin: its sign-in goes through the same reservation."""
+    identity = new_identity()
+    await register(AddressedClient(), identity)
+    backend = AccountBackend()
+    request = RequestFactory().post("/admin/login/", REMOTE_ADDR=random_address())
+
+    def sign_in(n: int) -> object:
+        return backend.authenticate(request, username=identity["username"], password=f"no-{n}")
+
+    caplog.set_level(logging.INFO, logger="accounts.services")
+    results = await asyncio.gather(
+        *(sync_to_async(sign_in, thread_sensitive=False)(n) for n in range(12))
+    )
+    assert results == [None] * 12
+    checked = [r for r in caplog.records if r.getMessage().startswith("login failed")]
+    throttled = [r for r in caplog.records if r.getMessage().startswith("login throttled")]
+    assert (len(checked), len(throttled)) == (3, 9)
