@@ -50,6 +50,22 @@ def _read_until_closed(sock: socket.socket) -> bytes:
     raise AssertionError(f"the server kept the connection open; got {received!r}")
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length (headers and body may come apart)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(4096)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
 def test_a_connection_that_sends_nothing_is_closed(guarded_server: Server) -> None:
     with _connect(guarded_server) as sock:
         assert _read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
@@ -78,7 +94,7 @@ def test_a_keep_alive_connection_serves_requests_in_time(guarded_server: Server)
     with _connect(guarded_server) as sock:
         for _ in range(2):
             sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            answer = sock.recv(4096)
+            answer = _read_response(sock)
             assert answer.startswith(b"HTTP/1.1 200 "), answer
             time.sleep(TIMEOUT * 1.5)  # idle between requests: not a slow request
 
@@ -87,7 +103,11 @@ async def test_a_live_stream_outlasts_the_timeouts(guarded_server: Server) -> No
     poll = await make_poll(await make_user())
     with _connect(guarded_server) as sock:
         sock.sendall(f"GET /api/vote/stream/{poll.id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        assert b"event: vote_update" in sock.recv(4096)
+        received = b""
+        while b"event: vote_update" not in received:
+            chunk = sock.recv(4096)
+            assert chunk, received
+            received += chunk
         await asyncio.sleep(TIMEOUT * 2.5)
         sock.settimeout(0.5)
         with pytest.raises(TimeoutError):  # nothing to read, and not closed

@@ -154,6 +154,7 @@ async def test_an_update_after_the_user_cache_expired_is_checked_first() -> None
         stream = await open_stream(poll_id, token)
         try:
             first = await first_event(stream)
+            assert first.id is not None
             await asyncio.sleep(0.3)
             hub = get_hub()
             hub.deliver(poll_id, Update(first.id + 1, json.dumps(first.data)))

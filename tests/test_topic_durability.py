@@ -42,7 +42,9 @@ def _topic_config(name: str) -> dict[str, str]:
     finally:
         admin.close()
     found = described["topic"][name]
-    return {key: value["value"] if isinstance(value, dict) else value for key, value in found.items()}
+    return {
+        key: value["value"] if isinstance(value, dict) else value for key, value in found.items()
+    }
 
 
 def test_the_broker_creates_the_topic_with_the_setting() -> None:
