@@ -19,7 +19,7 @@ from django.contrib.admin.widgets import AdminSplitDateTime
 from django.contrib.auth.forms import UsernameField
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -31,6 +31,7 @@ from django.utils.safestring import SafeString
 from accounts.models import User
 from accounts.services import do_deactivate_user, do_reactivate_user, do_set_staff
 from db.sync_bridge import run_sync
+from feedapp.changelists import CorrelatedCount, LargeTableAdmin
 from polls.models import PollGrant
 from polls.services import do_grant_moderator, do_revoke_moderator
 
@@ -98,7 +99,7 @@ class ModeratorGrantForm(forms.Form):
 
 
 @admin.register(User)
-class UserAdmin(admin.ModelAdmin):
+class UserAdmin(LargeTableAdmin):
     list_display = (
         "id",
         "username",
@@ -107,12 +108,17 @@ class UserAdmin(admin.ModelAdmin):
         "is_staff",
         "is_superuser",
         "moderator",
+        "polls_created",
+        "votes_cast",
         "created_at",
         "last_login",
     )
     list_display_links = ("id", "username")
     list_filter = ("is_active", "is_staff", "is_superuser", ModeratorFilter)
     search_fields = ("username", "email")
+    # Each has an index; sorting by another column would sort every user (ids follow
+    # registration, so id is also the registration order).
+    sortable_by = ("id", "username", "email")
     fields = (
         "id",
         "username",
@@ -122,13 +128,36 @@ class UserAdmin(admin.ModelAdmin):
         "is_superuser",
         "moderator",
         "grants",
+        "polls",
+        "reports",
         "created_at",
         "last_login",
     )
     actions = ("deactivate", "reactivate", "grant_moderator", "revoke_moderator")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        return super().get_queryset(request).annotate(is_moderator=_moderator_in_force())
+        # The counts are correlated subqueries on indexed columns: only the page's rows
+        # pay for them (they are not sortable, which would count for every user).
+        return (
+            super()
+            .get_queryset(request)
+            .defer("password")
+            .annotate(
+                is_moderator=_moderator_in_force(),
+                polls_created=CorrelatedCount("poll", "creator_id", F("pk")),
+                votes_cast=CorrelatedCount("vote", "user_id", F("pk")),
+            )
+        )
+
+    @admin.display(description="polls created")
+    def polls_created(self, user: User) -> SafeString:
+        url = reverse("admin:polls_poll_changelist")
+        count = int(getattr(user, "polls_created", 0))
+        return format_html('<a href="{}?creator={}">{}</a>', url, user.pk, count)
+
+    @admin.display(description="votes cast")
+    def votes_cast(self, user: User) -> int:
+        return int(getattr(user, "votes_cast", 0))
 
     @admin.display(boolean=True, description="moderator", ordering="is_moderator")
     def moderator(self, user: User) -> bool:
@@ -138,6 +167,16 @@ class UserAdmin(admin.ModelAdmin):
     def grants(self, user: User) -> SafeString:
         url = reverse("admin:polls_pollgrant_changelist")
         return format_html('<a href="{}?user={}">grants of this user</a>', url, user.pk)
+
+    @admin.display(description="polls created")
+    def polls(self, user: User) -> SafeString:
+        url = reverse("admin:polls_poll_changelist")
+        return format_html('<a href="{}?creator={}">polls of this user</a>', url, user.pk)
+
+    @admin.display(description="reports filed")
+    def reports(self, user: User) -> SafeString:
+        url = reverse("admin:moderation_report_changelist")
+        return format_html('<a href="{}?reporter={}">reports by this user</a>', url, user.pk)
 
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> Any:
         # Only the admin flags are edited in the form (by superusers, who alone hold

@@ -32,7 +32,7 @@ from accounts.schemas import (
     USERNAME_MAX_LENGTH,
     USERNAME_MIN_LENGTH,
     USERNAME_PATTERN,
-    RegisterIn,
+    CreateUserPayload,
 )
 from accounts.services import do_create_user
 from db.fields import CITextField
@@ -40,9 +40,10 @@ from db.readonly import ReadOnlyQuerySet, refuse_write
 from db.sync_bridge import run_sync
 from feedapp.errors import Conflict
 
-# What staff who are not superusers may do. Moderation only: seeing accounts, polls and
-# grants, banning, the moderator role, deleting polls, revoking grants. Changing who is
-# staff (`accounts.change_user`) is left to superusers.
+# What staff who are not superusers may do. Moderation only: seeing accounts, polls,
+# grants and reports, banning, the moderator role, deleting polls, revoking grants,
+# working the review queue (dismissing reports). Changing who is staff
+# (`accounts.change_user`) is left to superusers.
 STAFF_PERMISSIONS = frozenset(
     {
         "accounts.view_user",
@@ -53,17 +54,20 @@ STAFF_PERMISSIONS = frozenset(
         "polls.view_voteoption",
         "polls.view_pollgrant",
         "polls.revoke_pollgrant",
+        "moderation.view_report",
+        "moderation.view_reportedpoll",
+        "moderation.dismiss_report",
     }
 )
 STAFF_APPS = frozenset(perm.split(".", 1)[0] for perm in STAFF_PERMISSIONS)
 
 
-def _validated(username: str, email: str, password: str | None) -> RegisterIn:
+def _validated(username: str, email: str, password: str | None) -> CreateUserPayload:
     """The API's registration rules, so that an account made here also works there."""
     if password is None:
         raise ValidationError("A password is required (DJANGO_SUPERUSER_PASSWORD with --noinput).")
     try:
-        return RegisterIn(username=username, email=email, password=password)
+        return CreateUserPayload(username=username, email=email, password=password)
     except pydantic.ValidationError as exc:
         # The field and the rule, never the input: it may be the password.
         raise ValidationError(

@@ -8,7 +8,8 @@ from ninja import Router, Status
 from accounts.addresses import client_address
 from accounts.auth import require_user, session_claims
 from accounts.cookies import clear_session_cookie, set_session_cookie
-from accounts.schemas import ChangePasswordIn, LoginIn, RegisterIn, UserInfo
+from accounts.schemas import ChangePasswordPayload, CreateUserPayload, LoginPayload, UserInfo
+from accounts.security import SESSION_REQUIRED
 from accounts.services import (
     do_change_password,
     do_end_all_sessions,
@@ -16,18 +17,22 @@ from accounts.services import (
     do_logout,
     do_register_user,
 )
-from feedapp.schemas import Detail, ValidationDetail
+from feedapp.schemas import Detail, HTTPValidationError
 
 router = Router(tags=["accounts"])
+
+# Every route names its OpenAPI operation (`operation_id`): generated clients derive their
+# function names from it, and these are the first backend's, which its frontend imports.
 
 
 @router.post(
     "/register",
-    response={201: UserInfo, 409: Detail, 422: ValidationDetail, 429: Detail},
+    response={201: UserInfo, 409: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="register_user",
     summary="Register",
 )
 async def register(
-    request: HttpRequest, payload: RegisterIn, response: HttpResponse
+    request: HttpRequest, payload: CreateUserPayload, response: HttpResponse
 ) -> Status[UserInfo]:
     """Create an account and sign in (sets the session cookie)."""
     user = await do_register_user(
@@ -39,17 +44,20 @@ async def register(
 
 @router.post(
     "/login",
-    response={204: None, 401: Detail, 422: ValidationDetail, 429: Detail},
+    response={204: None, 401: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="login",
     summary="Log in",
 )
-async def login(request: HttpRequest, payload: LoginIn, response: HttpResponse) -> Status[None]:
+async def login(
+    request: HttpRequest, payload: LoginPayload, response: HttpResponse
+) -> Status[None]:
     """Sign in by username or email (sets the session cookie)."""
     signed_in = await do_login(payload.username, payload.password, client_address(request))
     set_session_cookie(response, signed_in.user_id, signed_in.session_generation)
     return Status(204, None)
 
 
-@router.post("/logout", response={204: None}, summary="Log out")
+@router.post("/logout", response={204: None}, operation_id="logout", summary="Log out")
 async def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
     """End this session on the server (a copy of its token stops working too) and clear
     the session cookie."""
@@ -63,8 +71,9 @@ async def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
 @router.post(
     "/logout-everywhere",
     response={204: None, 401: Detail},
+    operation_id="logout_everywhere",
     summary="Log out everywhere",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
 async def logout_everywhere(request: HttpRequest, response: HttpResponse) -> Status[None]:
     """End every session of the signed-in user, on every device, and clear this cookie."""
@@ -75,12 +84,13 @@ async def logout_everywhere(request: HttpRequest, response: HttpResponse) -> Sta
 
 @router.post(
     "/password",
-    response={204: None, 401: Detail, 403: Detail, 422: ValidationDetail, 429: Detail},
+    response={204: None, 401: Detail, 403: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="change_password",
     summary="Change the password",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
 async def change_password(
-    request: HttpRequest, payload: ChangePasswordIn, response: HttpResponse
+    request: HttpRequest, payload: ChangePasswordPayload, response: HttpResponse
 ) -> Status[None]:
     """Replace the password (the current one is checked like a login); every other session
     of the user ends, this one gets a fresh cookie."""
@@ -92,7 +102,13 @@ async def change_password(
     return Status(204, None)
 
 
-@router.get("/me", response={200: UserInfo, 401: Detail}, summary="Current user", auth=require_user)
+@router.get(
+    "/me",
+    response={200: UserInfo, 401: Detail},
+    operation_id="read_users_me",
+    summary="Current user",
+    auth=SESSION_REQUIRED,
+)
 async def me(request: HttpRequest) -> UserInfo:
     """The signed-in user."""
     user = await require_user(request)

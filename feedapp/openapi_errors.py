@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from feedapp.schemas import Detail, ValidationDetail
+from feedapp.schemas import Detail, HTTPValidationError
 
 _DETAIL = Detail.__name__
-_VALIDATION = ValidationDetail.__name__
+_VALIDATION = HTTPValidationError.__name__
 
 BODY_ERRORS = {
     "400": "The body is not JSON",
@@ -38,9 +38,9 @@ def add_error_responses(schema: dict[str, Any]) -> None:
     components.setdefault(_DETAIL, Detail.model_json_schema())
     components.setdefault(
         _VALIDATION,
-        ValidationDetail.model_json_schema(ref_template="#/components/schemas/{model}"),
+        HTTPValidationError.model_json_schema(ref_template="#/components/schemas/{model}"),
     )
-    for definition in ValidationDetail.model_json_schema().get("$defs", {}).values():
+    for definition in HTTPValidationError.model_json_schema().get("$defs", {}).values():
         components.setdefault(definition["title"], definition)
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():

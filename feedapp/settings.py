@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "db",
     "accounts",
     "polls",
+    "moderation",
     "votes.apps.VotesConfig",
     "realtime.apps.RealtimeConfig",
 ]
@@ -110,15 +111,17 @@ AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
 # The session cookie travels over HTTPS only; off in development so http://localhost works.
 AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=not DEBUG)
 # Origins whose browsers may send state-changing API requests (the Origin/Referer check).
-FEEDAPP_ALLOWED_ORIGINS = env.list(
-    "FEEDAPP_ALLOWED_ORIGINS",
-    default=[
-        "http://localhost:5173",
-        "http://127.0.0.1:5173",
-        "http://localhost:8000",
-        "http://127.0.0.1:8000",
-    ],
-)
+# Development allows the local frontend dev servers: the FeedApp frontend's own (`vite
+# --port 3000`), Vite's default port 5173, and this API's docs page on :8000. Production
+# has no default: a deployment names its own origins.
+_DEVELOPMENT_ORIGINS = [
+    f"http://{host}:{port}" for port in (3000, 5173, 8000) for host in ("localhost", "127.0.0.1")
+]
+if PRODUCTION and "FEEDAPP_ALLOWED_ORIGINS" not in env:
+    raise environ.ImproperlyConfigured(
+        "FEEDAPP_ALLOWED_ORIGINS must be set when FEEDAPP_MODE=production"
+    )
+FEEDAPP_ALLOWED_ORIGINS = env.list("FEEDAPP_ALLOWED_ORIGINS", default=_DEVELOPMENT_ORIGINS)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     # Verifies hashes made by other hashers; they are replaced by Argon2id on the next login.
@@ -162,6 +165,11 @@ VOTE_RATE_PER_SECOND = env.int("VOTE_RATE_PER_SECOND", default=10)
 VOTE_RATE_BURST = env.int("VOTE_RATE_BURST", default=20)
 # How far ahead a poll's expires_at may be, days (422 past it).
 POLL_EXPIRY_MAX_DAYS = env.int("POLL_EXPIRY_MAX_DAYS", default=3650)
+# Reports of polls per user and hour (POST /api/poll/{id}/report); past it 429.
+REPORTS_PER_HOUR = env.int("REPORTS_PER_HOUR", default=20)
+# A poll reported by this many distinct users (open reports) leaves the public feed and
+# anonymous view until a moderator dismisses the reports. 0: never hidden automatically.
+REPORTS_AUTOHIDE_THRESHOLD = env.int("REPORTS_AUTOHIDE_THRESHOLD", default=0)
 # Reverse proxies in front of the app that append to X-Forwarded-For; 0 trusts no header.
 TRUSTED_PROXY_HOPS = env.int("TRUSTED_PROXY_HOPS", default=0)
 # Largest request body accepted, bytes; larger ones get 413.
@@ -171,16 +179,48 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_LIMIT_BYTES
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
 DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:15432/feedapp")
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
 DB_POOL_TIMEOUT_SECONDS = env.float("DB_POOL_TIMEOUT_SECONDS", default=5.0)
+# Connections Django's own pool (the admin, management commands) keeps per process.
+ADMIN_DB_POOL_MAX_SIZE = env.int("ADMIN_DB_POOL_MAX_SIZE", default=4)
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["TEST"] = {"NAME": DATABASES["default"]["NAME"]}
+# Django's connection comes from a pool and is checked before each use. Under ASGI every
+# admin request runs on a thread of its own, so a persistent connection (CONN_MAX_AGE >
+# 0) would never serve a second request and dead ones would pile up until collected;
+# CONN_MAX_AGE stays 0 (the pool requires it) and each request returns its connection to
+# the pool. CONN_HEALTH_CHECKS makes the pool test a connection when it hands it out, so
+# after a PostgreSQL restart the first admin request gets a fresh one instead of a 500.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASES["default"].get("OPTIONS", {}),
+    # Names these connections in pg_stat_activity, apart from the SQL layer's.
+    "application_name": "feedapp-admin",
+    "pool": {
+        "min_size": 0,
+        "max_size": ADMIN_DB_POOL_MAX_SIZE,
+        "timeout": DB_POOL_TIMEOUT_SECONDS,
+        # Idle connections are closed after five minutes: the admin is used in bursts.
+        "max_idle": 300,
+    },
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # dbmate owns every table, Django's own included: Django's migrations never run, and
 # `makemigrations` refuses to write any for the admin's unmanaged models.
 MIGRATION_MODULES = {
-    app: None for app in ("admin", "auth", "contenttypes", "sessions", "accounts", "polls")
+    app: None
+    for app in (
+        "admin",
+        "auth",
+        "contenttypes",
+        "sessions",
+        "accounts",
+        "polls",
+        "moderation",
+        "votes",
+    )
 }
 
 # --- Valkey -----------------------------------------------------------------------------

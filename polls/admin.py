@@ -12,7 +12,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db import models
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponseRedirect
@@ -22,8 +21,8 @@ from django.utils.safestring import SafeString
 
 from accounts.admin import signed_in_staff
 from accounts.models import User
-from db.ids import MAX_ID_DIGITS
 from db.sync_bridge import run_sync
+from feedapp.changelists import ChosenFilter, LargeTableAdmin, matching_ids, search_words
 from feedapp.errors import Forbidden
 from polls.errors import PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
@@ -60,40 +59,65 @@ class ExpiredFilter(admin.SimpleListFilter):
         return queryset
 
 
-class _ChosenFilter(admin.SimpleListFilter):
-    """Rows of one related object, offered once one is chosen (links lead here with it).
-
-    Listing every poll or user as a choice would not scale, so the only choice shown is
-    the one in the URL.
-    """
-
-    related: type[models.Model]
-    field: str
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        value = request.GET.get(self.parameter_name or "", "")
-        if not (value.isdigit() and len(value) <= MAX_ID_DIGITS):
-            return []
-        found = self.related._default_manager.filter(pk=int(value)).first()
-        return [(value, str(found))] if found is not None else []
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(**{self.field: int(value)}) if value else queryset
-
-
-class PollFilter(_ChosenFilter):
+class PollFilter(ChosenFilter):
     title = "poll"
     parameter_name = "poll"
     related = Poll
     field = "poll_id"
 
 
-class GranteeFilter(_ChosenFilter):
+class GranteeFilter(ChosenFilter):
     title = "user"
     parameter_name = "user"
     related = User
     field = "user_id"
+
+
+class CreatorFilter(ChosenFilter):
+    title = "creator"
+    parameter_name = "creator"
+    related = User
+    field = "creator_id"
+
+
+class HiddenFilter(admin.SimpleListFilter):
+    title = "hidden by reports"
+    parameter_name = "hidden"
+    # The poll's hidden_at, as the filtered model reaches it.
+    field = "hidden_at"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Hidden"), ("no", "Shown")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(**{f"{self.field}__isnull": self.value() == "no"})
+        return queryset
+
+
+def search_polls(queryset: QuerySet[Any], search_term: str, prefix: str = "") -> QuerySet[Any]:
+    """Rows whose poll's question, or its creator's username, contains every word.
+
+    Django would OR a LIKE on the poll with one on the joined user, which no index
+    answers; the creators are looked up first instead (their own trigram index).
+    """
+    for word in search_words(search_term):
+        creators = matching_ids(User.objects.filter(username__icontains=word))
+        queryset = queryset.filter(
+            Q(**{f"{prefix}question__icontains": word}) | Q(**{f"{prefix}creator_id__in": creators})
+        )
+    return queryset
+
+
+def delete_poll_as_staff(request: HttpRequest, poll_id: int) -> None:
+    """Delete a poll through the service the API uses: cascade, counts dropped, streams told."""
+    try:
+        run_sync(do_delete_poll_as_staff(poll_id, signed_in_staff(request).as_actor()))
+    except PollNotFound:
+        # Deleted by someone else meanwhile, whose call sent the signal: gone as asked.
+        pass
+    except Forbidden:
+        raise PermissionDenied from None
 
 
 class ScopeFilter(admin.SimpleListFilter):
@@ -182,23 +206,59 @@ class PollGrantInline(_ReadOnlyInline):
 
 
 @admin.register(Poll)
-class PollAdmin(admin.ModelAdmin):
+class PollAdmin(LargeTableAdmin):
     list_display = (
         "id",
         "short_question",
         "creator",
         "poll_perms",
+        "total_votes",
         "created_at",
         "expires_at",
         "expired",
+        "hidden",
     )
     list_display_links = ("id", "short_question")
-    list_select_related = ("creator",)
-    list_filter = (ExpiredFilter, "poll_perms")
+    list_select_related = ("creator", "counts")
+    list_filter = (ExpiredFilter, "poll_perms", HiddenFilter, CreatorFilter)
     search_fields = ("question", "creator__username")
-    fields = ("id", "question", "creator", "poll_perms", "created_at", "expires_at", "grants")
+    search_help_text = "Words of the question, or of the creator's username."
+    # Sorting by another column would sort every poll row (ids follow creation, so id is
+    # also the creation order); the total votes are one narrow row per poll.
+    sortable_by = ("id", "total_votes")
+    fields = (
+        "id",
+        "question",
+        "creator",
+        "poll_perms",
+        "created_at",
+        "expires_at",
+        "hidden_at",
+        "grants",
+        "reports",
+    )
     readonly_fields = fields
     inlines = (VoteOptionInline, PollGrantInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Poll]:
+        # Every poll has its counts row (made with it). Saying so makes the join an inner
+        # one, which leaves PostgreSQL free to read polls in the order of either table.
+        return super().get_queryset(request).filter(counts__isnull=False)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Poll], search_term: str
+    ) -> tuple[QuerySet[Poll], bool]:
+        return search_polls(queryset, search_term), False
+
+    @admin.display(description="votes", ordering="counts__total_votes")
+    def total_votes(self, poll: Poll) -> int:
+        # Kept by the vote consumer next to the counts version (votes.models.PollCounts).
+        counts = getattr(poll, "counts", None)
+        return counts.total_votes if counts is not None else 0
+
+    @admin.display(boolean=True, description="hidden")
+    def hidden(self, poll: Poll) -> bool:
+        return poll.hidden_at is not None
 
     @admin.display(description="question", ordering="question")
     def short_question(self, poll: Poll) -> str:
@@ -212,6 +272,11 @@ class PollAdmin(admin.ModelAdmin):
     def grants(self, poll: Poll) -> SafeString:
         url = reverse("admin:polls_pollgrant_changelist")
         return format_html('<a href="{}?poll={}">grants of this poll</a>', url, poll.pk)
+
+    @admin.display(description="reports")
+    def reports(self, poll: Poll) -> SafeString:
+        url = reverse("admin:moderation_report_changelist")
+        return format_html('<a href="{}?poll={}">reports of this poll</a>', url, poll.pk)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -228,13 +293,7 @@ class PollAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Poll) -> None:
         """Delete through the service the API uses: cascade, counts dropped, streams told."""
-        try:
-            run_sync(do_delete_poll_as_staff(obj.pk, signed_in_staff(request).as_actor()))
-        except PollNotFound:
-            # Deleted by someone else meanwhile, whose call sent the signal: gone as asked.
-            pass
-        except Forbidden:
-            raise PermissionDenied from None
+        delete_poll_as_staff(request, obj.pk)
 
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: int) -> Any:
         response = super().response_delete(request, obj_display, obj_id)
@@ -250,7 +309,7 @@ class PollAdmin(admin.ModelAdmin):
 
 
 @admin.register(PollGrant)
-class PollGrantAdmin(admin.ModelAdmin):
+class PollGrantAdmin(LargeTableAdmin):
     list_display = (
         "id",
         "role",
@@ -264,9 +323,22 @@ class PollGrantAdmin(admin.ModelAdmin):
     list_select_related = ("user", "poll", "granted_by")
     list_filter = ("role", StateFilter, ScopeFilter, PollFilter, GranteeFilter)
     search_fields = ("user__username", "poll__question")
+    search_help_text = "Words of the user's username or of the poll's question."
+    sortable_by = ("id",)
     fields = ("id", "role", "user", "poll", "granted_at", "expires_at", "granted_by", "in_force")
     readonly_fields = fields
     actions = ("revoke",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[PollGrant], search_term: str
+    ) -> tuple[QuerySet[PollGrant], bool]:
+        # Users and polls are looked up first, each with its own index, rather than
+        # OR-ing LIKEs over two joined tables, which reads every grant.
+        for word in search_words(search_term):
+            users = matching_ids(User.objects.filter(username__icontains=word))
+            polls = matching_ids(Poll.objects.filter(question__icontains=word))
+            queryset = queryset.filter(Q(user_id__in=users) | Q(poll_id__in=polls))
+        return queryset, False
 
     @admin.display(description="user", ordering="user__username")
     def grantee(self, grant: PollGrant) -> str:

@@ -34,6 +34,13 @@ class Poll(ReadOnly):
     )
     created_at = models.DateTimeField(db_default=Now())
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Set while enough users' reports hide the poll from the public (moderation).
+    hidden_at = models.DateTimeField(
+        "hidden since",
+        null=True,
+        blank=True,
+        help_text="Hidden from the public feed and anonymous view until the reports are dismissed.",
+    )
 
     objects = ReadOnlyManager["Poll"]()
 

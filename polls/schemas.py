@@ -1,4 +1,9 @@
-"""The JSON shapes of the poll routes, with the field names of API.md."""
+"""The JSON shapes of the poll routes, with the field names of API.md.
+
+Class names are the OpenAPI component names, kept from the first backend (whose
+response types were its sqlc row classes, hence `...Row`) so that its generated
+frontend client keeps compiling.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict, StrictInt, StringConstraints, field_validator
 
 from db.ids import MAX_ID
-from feedapp.schemas import Detail, ValidationDetail, valid_unicode
+from feedapp.schemas import valid_unicode
 from polls.rows import GrantableRole, PollPerms, Role
 
 # Anything outside is refused with 422, never sent to SQL. Strict in bodies: `true` or
@@ -20,7 +25,7 @@ Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
 MAX_GRANTS_PER_REQUEST = 100
 
 
-def _storable(text: str) -> str:
+def storable(text: str) -> str:
     # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
     if "\x00" in text:
         raise ValueError("must not contain NUL characters")
@@ -34,18 +39,18 @@ TEXT_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
 Question = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-    AfterValidator(_storable),
+    AfterValidator(storable),
     Field(json_schema_extra={"pattern": TEXT_PATTERN}),
 ]
 OptionText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_storable),
+    AfterValidator(storable),
     Field(json_schema_extra={"pattern": TEXT_PATTERN}),
 ]
 
 
-class CreatePoll(Schema):
+class CreatePollPayload(Schema):
     model_config = ConfigDict(extra="forbid")
 
     question: Question
@@ -82,7 +87,9 @@ class CreatePoll(Schema):
         return value
 
 
-class PollSummary(Schema):
+class GetPollsRow(Schema):
+    """A poll in the feed."""
+
     id: int
     question: str
     expires_at: datetime | None
@@ -91,11 +98,13 @@ class PollSummary(Schema):
     option_ids: list[int]
 
 
-class Poll(PollSummary):
+class GetPollRow(GetPollsRow):
+    """One poll, with the caller's current vote (`null`: none, or anonymous)."""
+
     user_vote: int | None
 
 
-def _no_duplicates(grants: list[RoleGrant]) -> list[RoleGrant]:
+def _no_duplicates(grants: list[GiveAccessPayload]) -> list[GiveAccessPayload]:
     seen: dict[tuple[str, int], int] = {}
     for index, grant in enumerate(grants):
         pair = (grant.role, grant.user_id)
@@ -107,31 +116,27 @@ def _no_duplicates(grants: list[RoleGrant]) -> list[RoleGrant]:
     return grants
 
 
-class RoleGrant(Schema):
+class GiveAccessPayload(Schema):
+    """One grant asked for: a role on the poll for a user."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: GrantableRole
     user_id: Id
 
 
-class UserRole(Schema):
+class GetActivePollRolesRow(Schema):
+    """A grant in force on the poll, to a named user."""
+
     role: Role
     username: str
     user_id: int
 
 
-# The error bodies are feedapp.schemas'; these names stay because the published OpenAPI
-# document (and the clients generated from it) names the poll routes' errors so.
-class Message(Detail):
-    pass
-
-
-class ValidationErrors(ValidationDetail):
-    """ninja's 422 body, declared so that generated clients know its shape."""
-
-
 # A roles request: each (role, user_id) at most once (a repeat is a client's mistake,
 # reported rather than dropped).
 Grants = Annotated[
-    list[RoleGrant], Field(max_length=MAX_GRANTS_PER_REQUEST), AfterValidator(_no_duplicates)
+    list[GiveAccessPayload],
+    Field(max_length=MAX_GRANTS_PER_REQUEST),
+    AfterValidator(_no_duplicates),
 ]

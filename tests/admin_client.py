@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
 
 from accounts.rows import UserRow
 from accounts.services import do_create_user
@@ -15,6 +20,13 @@ from tests.accounts_client import AddressedClient
 
 class AdminClient(AddressedClient):
     """An async test client for /admin/ (its session cookie kept between requests)."""
+
+    async def request(self, **request: Any) -> Any:
+        # What a server does when a request starts, and Django's test client skips (to
+        # keep a TestCase's transaction): return the views' thread's connection to the
+        # pool, so that the request gets a checked one (as after a PostgreSQL restart).
+        await sync_to_async(close_old_connections)()
+        return await super().request(**request)
 
     async def sign_in(self, login: str, password: str) -> Any:
         return await self.post(
@@ -32,6 +44,20 @@ class Admin:
     user: UserRow
     password: str
     client: AdminClient
+
+
+async def sign_in_over_http(client: httpx.AsyncClient, login: str, password: str) -> None:
+    """Sign in to a real server's /admin/ through its form, as a browser does."""
+    form = await client.get("/admin/login/")
+    assert form.status_code == 200, form.text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    assert token is not None
+    response = await client.post(
+        "/admin/login/?next=/admin/",
+        data={"username": login, "password": password, "csrfmiddlewaretoken": token.group(1)},
+    )
+    assert response.status_code == 302, response.text
+    assert response.headers["Location"] == "/admin/"
 
 
 async def make_admin(superuser: bool = False) -> Admin:

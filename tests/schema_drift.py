@@ -5,7 +5,8 @@ so nothing but this comparison keeps a model and its table in step. It reads the
 table from pg_catalog and the model from Django's own field-to-type mapping
 (`field.db_type`, which is where citext and enum fields name their types), and lists
 every difference: missing or extra columns, types, nullability, primary key, unique
-columns, foreign key targets and their ON DELETE, and enum labels.
+columns, foreign key targets and their ON DELETE, and enum labels. A view (the review
+queue) has no keys, constraints or NOT NULL: it is compared by its columns and types.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ class TableSchema:
     unique: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
     # Single-column foreign keys by column.
     foreign_keys: dict[str, ForeignKey] = field(default_factory=dict)
+    # A view has columns and types but no keys, constraints or NOT NULL.
+    is_view: bool = False
 
 
 def read_table(conn: psycopg.Connection, table: str) -> TableSchema | None:
     """The table as the database has it (None when there is none by that name)."""
-    oid = conn.execute("SELECT to_regclass(quote_ident(%s))::oid", (table,)).fetchone()[0]  # type: ignore[index]
-    if oid is None:
+    found = conn.execute(
+        "SELECT c.oid, c.relkind = 'v' FROM pg_class c WHERE c.oid = to_regclass(quote_ident(%s))",
+        (table,),
+    ).fetchone()
+    if found is None:
         return None
+    oid, is_view = found
     columns = {
         name: Column(type_, not not_null, tuple(labels or ()))
         for name, type_, not_null, labels in conn.execute(
@@ -121,6 +128,7 @@ def read_table(conn: psycopg.Connection, table: str) -> TableSchema | None:
         primary_key=primary,
         unique=frozenset(tuple(cols) for _, cols in indexes),
         foreign_keys=foreign_keys,
+        is_view=is_view,
     )
 
 
@@ -154,6 +162,8 @@ def model_drift(
         wanted = expected_type(model_field, connection)
         if wanted != found.type:
             problems.append(f"{where}: {column} is {found.type}, the model says {wanted}")
+        if table.is_view:
+            continue
         if model_field.null != found.nullable:
             problems.append(
                 f"{where}: {column} is {'NULL' if found.nullable else 'NOT NULL'}, "
@@ -170,6 +180,8 @@ def model_drift(
         if not model_field.unique and (column,) in table.unique:
             problems.append(f"{where}: {column} is unique in the database, not in the model")
         problems.extend(_foreign_key_drift(where, model_field, table))
+    if table.is_view:
+        return problems
     primary = (opts.pk.column,) if opts.pk is not None else ()
     if primary != table.primary_key:
         problems.append(f"{where}: primary key is {table.primary_key}, the model says {primary}")

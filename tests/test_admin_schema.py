@@ -42,6 +42,9 @@ def test_the_admins_tables_are_among_those_checked() -> None:
         "polls.Poll",
         "polls.VoteOption",
         "polls.PollGrant",
+        "votes.PollCounts",
+        "moderation.Report",
+        "moderation.ReportedPoll",
         "contenttypes.ContentType",
         "admin.LogEntry",
         "sessions.Session",
@@ -54,7 +57,7 @@ def test_model_matches_its_table(conn, model) -> None:
 
 
 def test_feedapp_models_are_unmanaged() -> None:
-    for label in ("accounts", "polls"):
+    for label in ("accounts", "polls", "moderation", "votes"):
         for model in apps.get_app_config(label).get_models():
             assert not model._meta.managed, f"{model._meta.label}: dbmate owns the tables"
 
@@ -75,7 +78,7 @@ def test_a_model_that_disagrees_is_caught(conn) -> None:
         poll_perms = EnumField(enum="poll_perms", values=["public", "private"])
         expires_at = models.DateTimeField()
         title = models.TextField()
-        # created_at left out
+        # created_at and hidden_at left out
 
         class Meta:
             app_label = "polls"
@@ -90,6 +93,7 @@ def test_a_model_that_disagrees_is_caught(conn) -> None:
     assert sorted(problems) == sorted(
         [
             f"{where}: column created_at has no field",
+            f"{where}: column hidden_at has no field",
             f"{where}: field title has no column title",
             f"{where}: question is text, the model says character varying(500)",
             f"{where}: creator_id is NOT NULL, the model says null",
@@ -124,6 +128,39 @@ def test_a_table_that_disagrees_is_caught() -> None:
             f"{where}: username is text, the model says citext",
             f"{where}: email is NULL, the model says not null",
             f"{where}: email is unique in the model, not in the database",
+        ]
+    )
+
+
+@isolate_apps("moderation")
+def test_a_view_that_disagrees_is_caught(conn) -> None:
+    # A view has no keys or NOT NULL to compare: its columns and their types are checked.
+    class WrongQueue(models.Model):
+        poll_id = models.BigIntegerField(primary_key=True)
+        open_reports = models.IntegerField()
+        open_spam = models.BigIntegerField()
+        open_abuse = models.BigIntegerField()
+        open_illegal = models.BigIntegerField()
+        first_reported = models.DateTimeField()
+        last_reported = models.DateTimeField()
+        newest_note = models.TextField()
+
+        class Meta:
+            app_label = "moderation"
+            managed = False
+            db_table = "poll_report_queue"
+
+        def __str__(self) -> str:
+            return str(self.poll_id)
+
+    table = read_table(conn, "poll_report_queue")
+    assert table is not None and table.is_view
+    where = "moderation.WrongQueue (poll_report_queue)"
+    assert sorted(model_drift(WrongQueue, table, connection)) == sorted(
+        [
+            f"{where}: column open_other has no field",
+            f"{where}: field newest_note has no column newest_note",
+            f"{where}: open_reports is bigint, the model says integer",
         ]
     )
 

@@ -14,10 +14,10 @@ from django.test import AsyncClient, override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accounts.schemas import EMAIL_PATTERN, LOGIN_PATTERN, LoginIn, RegisterIn
+from accounts.schemas import EMAIL_PATTERN, LOGIN_PATTERN, CreateUserPayload, LoginPayload
 from feedapp.asgi import application
 from polls import services as poll_services
-from polls.schemas import TEXT_PATTERN, CreatePoll
+from polls.schemas import TEXT_PATTERN, CreatePollPayload
 from tests.accounts_client import AddressedClient, new_identity
 from tests.poll_helpers import create_poll
 from tests.users import client_for, make_user
@@ -80,7 +80,7 @@ async def test_every_error_a_route_can_give_is_in_the_schema() -> None:
             if operation.get("parameters"):
                 assert "422" in statuses, (method, path)
     votes = schema["paths"]["/api/vote/{poll_id}"]["get"]["responses"]
-    assert votes["422"]["content"][JSON]["schema"]["$ref"].endswith("/ValidationDetail")
+    assert votes["422"]["content"][JSON]["schema"]["$ref"].endswith("/HTTPValidationError")
 
 
 # --- Item 5: validation edges -------------------------------------------------------------
@@ -151,9 +151,9 @@ async def test_duplicate_grants_in_one_request_are_reported() -> None:
 
 async def test_schema_declares_the_text_rules_the_server_applies() -> None:
     schema = (await AsyncClient().get("/api/openapi.json")).json()["components"]["schemas"]
-    assert schema["RegisterIn"]["properties"]["email"]["pattern"] == EMAIL_PATTERN
-    assert schema["LoginIn"]["properties"]["username"]["pattern"] == LOGIN_PATTERN
-    assert schema["CreatePoll"]["properties"]["question"]["pattern"] == TEXT_PATTERN
+    assert schema["CreateUserPayload"]["properties"]["email"]["pattern"] == EMAIL_PATTERN
+    assert schema["LoginPayload"]["properties"]["username"]["pattern"] == LOGIN_PATTERN
+    assert schema["CreatePollPayload"]["properties"]["question"]["pattern"] == TEXT_PATTERN
     response = await AddressedClient().post_json(
         "/api/user/register", new_identity() | {"email": "000"}
     )
@@ -170,10 +170,10 @@ def test_values_matching_the_declared_patterns_are_accepted(
     email: str, login: str, text: str
 ) -> None:
     """What a client generates from the schema passes the server's validation."""
-    RegisterIn(username="someone", email=email, password="long enough")
-    LoginIn(username=login, password="x")
+    CreateUserPayload(username="someone", email=email, password="long enough")
+    LoginPayload(username=login, password="x")
     try:
-        CreatePoll(question=text, options=[text, text])
+        CreatePollPayload(question=text, options=[text, text])
     except pydantic.ValidationError as exc:  # only the surrogates no pattern can exclude
         assert all(error["msg"].endswith("valid Unicode text") for error in exc.errors())
 

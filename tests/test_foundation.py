@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ async def test_health(api) -> None:
 
 @pytest.mark.stack_control
 async def test_ready_names_valkey_while_it_is_down(api) -> None:
-    async def ready() -> tuple[int, object]:
+    async def ready() -> tuple[int, Any]:
         response = await api.get("/api/ready")
         return response.status_code, response.json()
 

@@ -103,10 +103,15 @@ SELECT
     array(SELECT DISTINCT poll_id FROM counted ORDER BY poll_id) AS touched_polls
 
 -- name: bump_versions
--- One more counts version for each poll whose counts the batch changed.
-INSERT INTO poll_counts_version AS v (poll_id, version)
-SELECT unnest(%(poll_ids)s::bigint[]), 1
-ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1
+-- A new counts version for each touched poll (one whose counts changed, so it has counts
+-- rows), with its total votes summed again from them in this transaction: the admin
+-- shows and sorts polls by it, and it never drifts from the counts.
+INSERT INTO poll_counts_version AS v (poll_id, version, total_votes)
+SELECT c.poll_id, 1, sum(c.vote_count)
+FROM vote_count c
+WHERE c.poll_id = ANY (%(poll_ids)s::bigint[])
+GROUP BY c.poll_id
+ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1, total_votes = excluded.total_votes
 
 -- name: poll_counts
 -- Absolute counts in presentation order (zeros included) and the counts version.
