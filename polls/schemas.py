@@ -12,15 +12,15 @@ from typing import Annotated
 
 from django.conf import settings
 from ninja import Field, Schema
-from pydantic import AfterValidator, ConfigDict, StrictInt, StringConstraints, field_validator
+from pydantic import AfterValidator, ConfigDict, StringConstraints, field_validator
 
 from db.ids import MAX_ID
-from feedapp.schemas import valid_unicode
+from feedapp.schemas import JSON_INTEGER, valid_unicode
 from polls.rows import GrantableRole, PollPerms, Role
 
-# Anything outside is refused with 422, never sent to SQL. Strict in bodies: `true` or
-# "7" is not an id (path and query values are text, and are parsed as integers there).
-Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+# Anything outside is refused with 422, never sent to SQL. In bodies `true` or "7" is not
+# an id (path and query values are text, and are parsed as integers there).
+Id = Annotated[int, Field(ge=1, le=MAX_ID), JSON_INTEGER]
 
 MAX_GRANTS_PER_REQUEST = 100
 
@@ -137,6 +137,6 @@ class GetActivePollRolesRow(Schema):
 # reported rather than dropped).
 Grants = Annotated[
     list[GiveAccessPayload],
-    Field(max_length=MAX_GRANTS_PER_REQUEST),
+    Field(max_length=MAX_GRANTS_PER_REQUEST, json_schema_extra={"uniqueItems": True}),
     AfterValidator(_no_duplicates),
 ]

@@ -98,8 +98,11 @@ def test_fuzz_every_operation_signed_in(server: Server, tmp_path: Path) -> None:
     report = schemathesis_run(
         server, tmp_path, "--header", f"Cookie: {COOKIE_NAME}={token}", *excluded
     )
-    # Signed in, the routes that need a session were reached, not only refused with 401.
-    assert "Authentication failed" not in report
+    # Signed in, the routes that need a session were reached, not only refused with 401
+    # (403 is fine: other tests' polls are visible but not this user's to change).
+    assert "401 Unauthorized (" not in report
+    # What the schema allows, the server accepts (no "mostly rejected" operation).
+    assert "Schema validation mismatch" not in report
     assert httpx.get(f"{server.url}/api/user/me", cookies={COOKIE_NAME: token}).status_code == 200
 
 

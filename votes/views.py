@@ -6,18 +6,18 @@ from typing import Annotated, Literal
 
 from django.http import HttpRequest
 from ninja import Path, Router, Schema, Status
-from pydantic import ConfigDict, Field, StrictInt
+from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
-from feedapp.schemas import Detail, HTTPValidationError
+from feedapp.schemas import JSON_INTEGER, Detail, HTTPValidationError
 from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])
 
-# Strict: `true` or "7" in a body is not an id.
-Id = Annotated[StrictInt, Field(gt=0, le=MAX_ID)]
+# `true` or "7" in a body is not an id.
+Id = Annotated[int, Field(gt=0, le=MAX_ID), JSON_INTEGER]
 
 
 # Class names are the OpenAPI component names; `VotePayload` and `GetVoteCountsRow` are the
