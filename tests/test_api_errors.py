@@ -3,7 +3,6 @@ edges, authentication before validation, and the API's defences under a root pat
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accounts.schemas import EMAIL_PATTERN, LOGIN_PATTERN, CreateUserPayload, LoginPayload
-from feedapp.asgi import application
 from polls import services as poll_services
 from polls.schemas import TEXT_PATTERN, CreatePollPayload
 from tests.accounts_client import AddressedClient, new_identity
+from tests.asgi_client import asgi_request
 from tests.poll_helpers import create_poll
 from tests.users import client_for, make_user
 
@@ -198,47 +197,12 @@ async def test_anonymous_calls_with_bad_bodies_are_401(path: str) -> None:
 # --- Item 8: the API's defences under a root path -----------------------------------------
 
 
-async def _asgi(
-    method: str, path: str, root_path: str, headers: list[tuple[bytes, bytes]]
-) -> tuple[int, bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [(b"host", b"localhost"), *headers],
-        "client": ("10.254.0.1", 50000),
-        "server": ("localhost", 8000),
-    }
-    messages = [{"type": "http.request", "body": b"", "more_body": False}]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await application(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], body
-
-
 async def test_the_origin_check_holds_under_a_root_path() -> None:
     evil = [(b"origin", b"https://evil.example")]
-    status, body = await _asgi("POST", "/feedapp/api/user/logout", "/feedapp", evil)
+    status, body = await asgi_request("POST", "/api/user/logout", None, evil, "/feedapp")
     assert status == 403
     assert json.loads(body) == {"detail": "Origin not allowed"}
-    status, _ = await _asgi("POST", "/feedapp/api/user/logout", "/feedapp", [])
+    status, _ = await asgi_request("POST", "/api/user/logout", root_path="/feedapp")
     assert status == 204
-    status, body = await _asgi("GET", "/feedapp/api/nope", "/feedapp", [])
+    status, body = await asgi_request("GET", "/api/nope", root_path="/feedapp")
     assert (status, json.loads(body)) == (404, {"detail": "Not Found"})
