@@ -22,6 +22,7 @@ import valkey
 
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
+from feedapp.metrics import THROTTLE_REFUSALS
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +114,12 @@ async def reserve(*limits: Limit) -> Reservation:
         return Reservation(Verdict(allowed=True), ())
     if allowed:
         return Reservation(Verdict(allowed=True), limits)
+    refused_by = limits[int(refused) - 1]
+    THROTTLE_REFUSALS.labels(refused_by.scope).inc()
     verdict = Verdict(
         allowed=False,
         retry_after=max(1, math.ceil(int(wait_ms) / 1000)),
-        refused_by=limits[int(refused) - 1],
+        refused_by=refused_by,
     )
     return Reservation(verdict, limits)
 
