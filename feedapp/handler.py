@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 
 from feedapp.middleware import API_PREFIX
 
@@ -23,7 +23,14 @@ class FeedAppASGIHandler(ASGIHandler):
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
+        if scope["type"] == "http" and path_info(scope).startswith(API_PREFIX):
             await self.handle(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+def path_info(scope: dict[str, Any]) -> str:
+    """The path below the script prefix, as Django's request.path_info will have it."""
+    path: str = scope["path"]
+    prefix = get_script_prefix(scope)
+    return path.removeprefix(prefix) if prefix else path

@@ -6,7 +6,9 @@ leaves is an `http.disconnect`, which makes Django cancel the response as in pro
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
 
@@ -83,3 +85,52 @@ class AsgiStream:
         await self._communicator.send_input({"type": "http.disconnect"})
         await self._communicator.wait(within)
         self._communicator = None
+
+
+async def asgi_request(
+    method: str,
+    path: str,
+    chunks: list[bytes] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    root_path: str = "",
+) -> tuple[int, bytes]:
+    """One request straight through the ASGI app: its status and body.
+
+    The body goes as `chunks` without a Content-Length (as a chunked upload would);
+    `root_path` mounts the app below a prefix, as a server's --root-path does.
+    """
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": root_path + path,
+        "raw_path": (root_path + path).encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), *(headers or [])],
+        "client": ("10.255.0.1", 50000),
+        "server": ("localhost", 8000),
+    }
+    parts = chunks or [b""]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(parts) - 1}
+        for i, chunk in enumerate(parts)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        # The client stays connected; Django cancels this wait once it has answered.
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body

@@ -11,12 +11,13 @@ from pydantic import ConfigDict, Field
 from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
-from feedapp.schemas import RETRY_AFTER_HEADER, Detail, HTTPValidationError
+from feedapp.schemas import JSON_INTEGER, RETRY_AFTER_HEADER, Detail, HTTPValidationError
 from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])
 
-Id = Annotated[int, Field(gt=0, le=MAX_ID)]
+# `true` or "7" in a body is not an id.
+Id = Annotated[int, Field(gt=0, le=MAX_ID), JSON_INTEGER]
 
 
 # Class names are the OpenAPI component names; `VotePayload` and `GetVoteCountsRow` are the
@@ -53,6 +54,7 @@ class GetVoteCountsRow(Schema):
     },
     operation_id="submit_vote",
     summary="Submit or change a vote",
+    # Before the body is validated: anonymous callers always get 401.
     auth=SESSION_REQUIRED,
     openapi_extra={
         "responses": {
