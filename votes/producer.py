@@ -14,11 +14,11 @@ the process says so quickly and recovers by itself:
   already sent expires. `Sender._send_producer_data` then calls
   `TransactionManager.reset_producer_id()`, which clears the producer id but leaves the
   state READY; `init_producer_id()` acts only in UNINITIALIZED, so no new id is ever
-  requested, and the sender parks every later batch until it expires. No setting avoids
+  requested, and the sender neither sends nor even expires any later batch. No setting avoids
   it: `delivery_timeout_ms` must exceed `request_timeout_ms`, so a timed-out request is
   always retried (and thus "in retry") before its batch expires. docs/RELIABILITY.md has
   the reproduction.
-- **Truth for /api/ready**: `delivery_state()` says whether this process can deliver.
+- **Truth for /api/ready**: `can_deliver()` says whether this process can deliver.
 
 A 503 means "not confirmed": a record the broker received before it stalled may still be
 appended when it wakes. Sending the vote again is safe (one vote per user and poll).

@@ -57,8 +57,9 @@ class GetVoteCountsRow(Schema):
     # Before the body is validated: anonymous callers always get 401.
     auth=SESSION_REQUIRED,
     openapi_extra={
+        # Keyed by the number, as ninja keys its own responses: merged into its 503.
         "responses": {
-            "503": {
+            503: {
                 "description": (
                     "Not confirmed: the broker did not acknowledge the vote in time or is "
                     "unreachable, or the database is down. The vote may still be applied; "
