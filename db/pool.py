@@ -103,10 +103,13 @@ def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
 
 async def _checkout(pool: AsyncConnectionPool) -> psycopg.AsyncConnection:
     """A pooled connection that the server has not closed, or Unavailable."""
-    timeout = OUTAGE_WAIT_SECONDS if database_down() else None
+
+    def wait() -> float | None:  # asked anew: finding a closed connection begins an outage
+        return OUTAGE_WAIT_SECONDS if database_down() else None
+
     try:
         for _ in range(pool.max_size):
-            conn = await pool.getconn(timeout)
+            conn = await pool.getconn(wait())
             if not _closed_by_server(conn):
                 return conn
             # A restart closes every pooled connection: an outage begins (it ends with the
@@ -116,7 +119,7 @@ async def _checkout(pool: AsyncConnectionPool) -> psycopg.AsyncConnection:
             )
             await conn.close()
             await pool.putconn(conn)
-        return await pool.getconn(timeout)
+        return await pool.getconn(wait())
     except (PoolTimeout, psycopg.OperationalError) as exc:
         POSTGRESQL.failed(exc, OUTAGE_CONSEQUENCE)
         raise Unavailable(UNAVAILABLE_MESSAGE) from exc

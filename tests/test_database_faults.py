@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
+from django.test import override_settings
 
 from db.pool import connection, run_read
 from db.sql import fetch_value
 from stack import faults
 from stack.profiles import get_profile
+from tests.asgi_client import AsgiStream
 from tests.polls import make_poll
+from tests.sse_client import parse_event
 from tests.users import client_for, make_user
 from tests.waiting import eventually
+from votes.counts import store_counts
+from votes.rows import PollCounts
 
 PROFILE = get_profile("test")
 
@@ -98,3 +104,36 @@ async def test_postgres_down_answers_503_with_retry_after_and_warns_once(caplog)
     assert len(back) == 1
     response = await signed_in.post("/api/vote/submit", vote, content_type="application/json")
     assert response.status_code == 201
+
+
+@pytest.mark.stack_control
+@override_settings(STREAM_RECHECK_SECONDS=0.5)
+async def test_a_stream_whose_access_checks_fall_in_an_outage_delivers_after_it(
+    valkey_client,
+) -> None:
+    """The stream's periodic access check meets PostgreSQL down (503 territory): it asks
+    again later, and the next update still reaches the stream. (An outage used to leave
+    the check's answer unset, and the stream silent for good.)"""
+    poll = await make_poll(await make_user(), options=2)
+    stream = await AsgiStream(f"/api/vote/stream/{poll.id}").open()
+    assert stream.status == 200
+    try:
+        first = parse_event((await stream.chunk()).decode().removesuffix("\n\n"))
+        assert first.name == "vote_update"
+        with faults.stopped("postgres", PROFILE):
+            await asyncio.sleep(3)  # a few checks fail meanwhile
+        newer = PollCounts(poll.id, (first.id or 0) + 1, poll.option_ids, [1, 0])
+        store_counts(valkey_client, [newer])  # what the consumer does after a commit
+
+        seen: list[int] = []
+        deadline = time.monotonic() + 15
+        while newer.version not in seen and time.monotonic() < deadline:
+            try:
+                chunk = await stream.chunk(within=deadline - time.monotonic())
+            except TimeoutError:
+                break
+            blocks = [block for block in chunk.decode().split("\n\n") if block.strip()]
+            seen += [event.id for event in map(parse_event, blocks) if event.id is not None]
+        assert newer.version in seen, seen
+    finally:
+        await stream.disconnect()
