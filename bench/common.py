@@ -66,11 +66,14 @@ async def make_user(prefix: str) -> Any:
         return await fetch_one(conn, queries("accounts")["create_user"], params, UserRow)
 
 
-def start_uvicorn(env: dict[str, str], workers: int, log: Path) -> WebServer:
-    """uvicorn as production runs it (stack.processes), quieter and with a deep backlog."""
+def start_uvicorn(
+    env: dict[str, str], workers: int, log: Path, checkout: Path = PROJECT_ROOT
+) -> WebServer:
+    """uvicorn as production runs it (stack.processes), quieter and with a deep backlog;
+    `checkout` is the source tree it serves (another revision's, to compare with)."""
     port = free_port()
     command = uvicorn_command(port, workers, "--log-level", "warning", "--backlog", "4096")
-    return start_web_server(command, port, log, env)
+    return start_web_server(command, port, log, env, cwd=checkout)
 
 
 def rss_kib(pid: int) -> int:
