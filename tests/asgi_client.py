@@ -6,7 +6,9 @@ leaves is an `http.disconnect`, which makes Django cancel the response as in pro
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
 
@@ -83,3 +85,51 @@ class AsgiStream:
         await self._communicator.send_input({"type": "http.disconnect"})
         await self._communicator.wait(within)
         self._communicator = None
+
+
+async def asgi_request(
+    method: str,
+    path: str,
+    chunks: list[bytes] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int, bytes]:
+    """One request straight through the ASGI app; its body sent in `chunks` without a
+    Content-Length (as chunked). The status and the whole body of the answer."""
+    chunks = chunks or [b""]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"content-type", b"application/json"),
+            *(headers or []),
+        ],
+        "client": ("10.255.0.1", 50000),
+        "server": ("localhost", 8000),
+    }
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        # The client stays connected; waiting here must not keep the answer back.
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await application(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body

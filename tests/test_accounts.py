@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -12,8 +11,8 @@ from django.conf import settings
 from django.test import override_settings
 
 from accounts.auth import COOKIE_NAME
-from feedapp.asgi import application
 from tests.accounts_client import AddressedClient, new_identity, register
+from tests.asgi_client import asgi_request
 
 REGISTER = "/api/user/register"
 LOGIN = "/api/user/login"
@@ -265,53 +264,16 @@ async def test_oversized_body_is_413() -> None:
     assert small.status_code == 413
 
 
-async def _asgi_post(path: str, chunks: list[bytes]) -> tuple[int, bytes]:
-    """POST `chunks` straight through the ASGI app, without a Content-Length (as chunked)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
-        "client": ("10.255.0.1", 50000),
-        "server": ("localhost", 8000),
-    }
-    messages = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
-        for i, chunk in enumerate(chunks)
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop(0)
-        # The client stays connected; Django cancels this wait once it has answered.
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await application(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], body
-
-
 async def test_oversized_body_without_length_is_413() -> None:
     chunk = b" " * 16384
-    status, body = await _asgi_post(LOGIN, [b"{", *[chunk] * 5, b"}"])
+    status, body = await asgi_request("POST", LOGIN, [b"{", *[chunk] * 5, b"}"])
     assert status == 413
     assert json.loads(body) == {
         "detail": f"Request body larger than {settings.REQUEST_BODY_LIMIT_BYTES} bytes"
     }
 
     # A small body without a length is read and handled normally.
-    status, body = await _asgi_post(LOGIN, [b'{"username": ', b'"x"}'])
+    status, body = await asgi_request("POST", LOGIN, [b'{"username": ', b'"x"}'])
     assert status == 422
     assert json.loads(body)["detail"][0]["loc"][-1] == "password"
 
