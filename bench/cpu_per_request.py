@@ -192,10 +192,12 @@ def profile_route(pids: list[int], url: str, script: Path, args: argparse.Namesp
     for pid in pids:
         command = [str(py_spy), "record", "--pid", str(pid), "--rate", "250"]
         command += ["--duration", f"{args.seconds:g}", "--format", "raw"]
-        command += ["--output", f"{out}.{pid}.txt"]
+        # Without pausing the server: its timing (and so its path through the code) stays
+        # as in the measured run, at the price of an odd torn stack.
+        command += ["--nonblocking", "--output", f"{out}.{pid}.txt"]
         spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
     time.sleep(1)  # py-spy attaches
-    run_wrk(url, script, args.connections, args.seconds)
+    wrk_output(url, script, args.connections, args.seconds)
     for spy in spies:
         spy.wait(timeout=60)
     return summarize_stacks([Path(f"{out}.{pid}.txt") for pid in pids])
