@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install dev test services stop status migrate lint format clean-stack
+.PHONY: help install dev test services stop status migrate lint format openapi clean-stack
 
 help:
 	@echo "make dev       start services, migrations, web server (:8000) and consumer; Ctrl-C stops all"
@@ -17,6 +17,7 @@ help:
 	@echo "make status    show what is running"
 	@echo "make migrate   apply db/migrations to the development database"
 	@echo "make lint      ruff (lint, format check) and mypy"
+	@echo "make openapi   rewrite docs/openapi.json from the routes (review and commit the diff)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -53,6 +54,9 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
+
+openapi: install
+	$(PY) -m feedapp.openapi
 
 format: install
 	$(PY) -m ruff check --fix .

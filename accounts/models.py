@@ -31,7 +31,7 @@ from accounts.schemas import (
     USERNAME_MAX_LENGTH,
     USERNAME_MIN_LENGTH,
     USERNAME_PATTERN,
-    RegisterIn,
+    CreateUserPayload,
 )
 from accounts.services import do_create_user
 from db.fields import CITextField
@@ -61,12 +61,12 @@ STAFF_PERMISSIONS = frozenset(
 STAFF_APPS = frozenset(perm.split(".", 1)[0] for perm in STAFF_PERMISSIONS)
 
 
-def _validated(username: str, email: str, password: str | None) -> RegisterIn:
+def _validated(username: str, email: str, password: str | None) -> CreateUserPayload:
     """The API's registration rules, so that an account made here also works there."""
     if password is None:
         raise ValidationError("A password is required (DJANGO_SUPERUSER_PASSWORD with --noinput).")
     try:
-        return RegisterIn(username=username, email=email, password=password)
+        return CreateUserPayload(username=username, email=email, password=password)
     except pydantic.ValidationError as exc:
         # The field and the rule, never the input: it may be the password.
         raise ValidationError(

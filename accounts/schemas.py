@@ -1,4 +1,8 @@
-"""Request and response bodies of the accounts API (field names are the HTTP contract)."""
+"""Request and response bodies of the accounts API.
+
+Field names are the HTTP contract; class names are the OpenAPI component names, kept
+from the first backend so that its generated frontend client keeps compiling.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ class Input(Schema):
     model_config = ConfigDict(extra="forbid")
 
 
-class RegisterIn(Input):
+class CreateUserPayload(Input):
     username: str = Field(
         min_length=USERNAME_MIN_LENGTH,
         max_length=USERNAME_MAX_LENGTH,
@@ -59,7 +63,7 @@ class RegisterIn(Input):
         return valid_unicode(value)
 
 
-class LoginIn(Input):
+class LoginPayload(Input):
     username: str = Field(min_length=1, max_length=254, description="The username or the email")
     password: str = Field(min_length=1, max_length=128)
 

@@ -8,20 +8,25 @@ from ninja import Router, Status
 from accounts.addresses import client_address
 from accounts.auth import require_user
 from accounts.cookies import clear_session_cookie, set_session_cookie
-from accounts.schemas import LoginIn, RegisterIn, UserInfo
+from accounts.schemas import CreateUserPayload, LoginPayload, UserInfo
+from accounts.security import SESSION_REQUIRED
 from accounts.services import do_login, do_register_user
-from feedapp.schemas import Detail, ValidationDetail
+from feedapp.schemas import Detail, HTTPValidationError
 
 router = Router(tags=["accounts"])
+
+# Every route names its OpenAPI operation (`operation_id`): generated clients derive their
+# function names from it, and these are the first backend's, which its frontend imports.
 
 
 @router.post(
     "/register",
-    response={201: UserInfo, 409: Detail, 422: ValidationDetail, 429: Detail},
+    response={201: UserInfo, 409: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="register_user",
     summary="Register",
 )
 async def register(
-    request: HttpRequest, payload: RegisterIn, response: HttpResponse
+    request: HttpRequest, payload: CreateUserPayload, response: HttpResponse
 ) -> Status[UserInfo]:
     """Create an account and sign in (sets the session cookie)."""
     user = await do_register_user(
@@ -33,24 +38,33 @@ async def register(
 
 @router.post(
     "/login",
-    response={204: None, 401: Detail, 422: ValidationDetail, 429: Detail},
+    response={204: None, 401: Detail, 422: HTTPValidationError, 429: Detail},
+    operation_id="login",
     summary="Log in",
 )
-async def login(request: HttpRequest, payload: LoginIn, response: HttpResponse) -> Status[None]:
+async def login(
+    request: HttpRequest, payload: LoginPayload, response: HttpResponse
+) -> Status[None]:
     """Sign in by username or email (sets the session cookie)."""
     user_id = await do_login(payload.username, payload.password, client_address(request))
     set_session_cookie(response, user_id)
     return Status(204, None)
 
 
-@router.post("/logout", response={204: None}, summary="Log out")
+@router.post("/logout", response={204: None}, operation_id="logout", summary="Log out")
 async def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
     """Clear the session cookie."""
     clear_session_cookie(response)
     return Status(204, None)
 
 
-@router.get("/me", response={200: UserInfo, 401: Detail}, summary="Current user")
+@router.get(
+    "/me",
+    response={200: UserInfo, 401: Detail},
+    operation_id="read_users_me",
+    summary="Current user",
+    auth=SESSION_REQUIRED,
+)
 async def me(request: HttpRequest) -> UserInfo:
     """The signed-in user."""
     user = await require_user(request)

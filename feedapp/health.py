@@ -45,9 +45,7 @@ async def _kafka_ok() -> None:
         raise ConnectionError("no metadata answer")
 
 
-# The operation ids are those of the module's earlier name (feedapp.service), which
-# generated clients know.
-@router.get("/health", response=StatusOk, summary="Liveness", operation_id="feedapp_service_health")
+@router.get("/health", response=StatusOk, operation_id="check_health", summary="Liveness")
 async def health(request: HttpRequest) -> StatusOk:
     """200 while the process runs."""
     return StatusOk(status="ok")
@@ -56,8 +54,8 @@ async def health(request: HttpRequest) -> StatusOk:
 @router.get(
     "/ready",
     response={200: StatusOk, 503: NotReady},
+    operation_id="check_readiness",
     summary="Readiness",
-    operation_id="feedapp_service_ready",
 )
 async def ready(request: HttpRequest) -> Status[StatusOk | NotReady]:
     """200 when PostgreSQL, Valkey and Kafka answer; else 503 naming what is down."""

@@ -1,5 +1,10 @@
 """What every router's schemas share: the error bodies (`{"detail": str}` and the 422
-list) and the check that client text can be stored."""
+list) and the check that client text can be stored.
+
+The class names are the OpenAPI component names, which generated clients turn into type
+names: `HTTPValidationError` and `ValidationError` are FastAPI's, as the first backend
+served them (see docs/openapi.json).
+"""
 
 from __future__ import annotations
 
@@ -25,13 +30,15 @@ class Detail(Schema):
     detail: str
 
 
-class ValidationIssue(Schema):
+class ValidationError(Schema):
+    """One issue of a 422 answer: where (`loc`), what (`msg`) and its kind (`type`)."""
+
     type: str
     loc: list[str | int]
     msg: str
 
 
-class ValidationDetail(Schema):
+class HTTPValidationError(Schema):
     """A 422 answer: what was wrong with the request, one issue per field."""
 
-    detail: list[ValidationIssue]
+    detail: list[ValidationError]

@@ -109,15 +109,17 @@ AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
 # The session cookie travels over HTTPS only; off in development so http://localhost works.
 AUTH_COOKIE_SECURE = env.bool("AUTH_COOKIE_SECURE", default=not DEBUG)
 # Origins whose browsers may send state-changing API requests (the Origin/Referer check).
-FEEDAPP_ALLOWED_ORIGINS = env.list(
-    "FEEDAPP_ALLOWED_ORIGINS",
-    default=[
-        "http://localhost:5173",
-        "http://127.0.0.1:5173",
-        "http://localhost:8000",
-        "http://127.0.0.1:8000",
-    ],
-)
+# Development allows the local frontend dev servers: the FeedApp frontend's own (`vite
+# --port 3000`), Vite's default port 5173, and this API's docs page on :8000. Production
+# has no default: a deployment names its own origins.
+_DEVELOPMENT_ORIGINS = [
+    f"http://{host}:{port}" for port in (3000, 5173, 8000) for host in ("localhost", "127.0.0.1")
+]
+if PRODUCTION and "FEEDAPP_ALLOWED_ORIGINS" not in env:
+    raise environ.ImproperlyConfigured(
+        "FEEDAPP_ALLOWED_ORIGINS must be set when FEEDAPP_MODE=production"
+    )
+FEEDAPP_ALLOWED_ORIGINS = env.list("FEEDAPP_ALLOWED_ORIGINS", default=_DEVELOPMENT_ORIGINS)
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     # Verifies hashes made by other hashers; they are replaced by Argon2id on the next login.

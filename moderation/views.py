@@ -6,7 +6,8 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from accounts.auth import require_user
-from feedapp.schemas import Detail, ValidationDetail
+from accounts.security import SESSION_REQUIRED
+from feedapp.schemas import Detail, HTTPValidationError
 from moderation.schemas import ReportPollPayload, ReportReceived
 from moderation.services import do_report_poll
 from polls.views import PollId
@@ -21,12 +22,12 @@ router = Router(tags=["moderation"])
         401: Detail,
         404: Detail,
         409: Detail,
-        422: ValidationDetail,
+        422: HTTPValidationError,
         429: Detail,
     },
     summary="Report a poll to the moderators",
     operation_id="report_poll",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
 async def report_poll(
     request: HttpRequest, poll_id: PollId, payload: ReportPollPayload

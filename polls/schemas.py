@@ -1,4 +1,9 @@
-"""The JSON shapes of the poll routes, with the field names of API.md."""
+"""The JSON shapes of the poll routes, with the field names of API.md.
+
+Class names are the OpenAPI component names, kept from the first backend (whose
+response types were its sqlc row classes, hence `...Row`) so that its generated
+frontend client keeps compiling.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from ninja import Field, Schema
 from pydantic import AfterValidator, ConfigDict, StringConstraints, field_validator
 
 from db.ids import MAX_ID
-from feedapp.schemas import Detail, ValidationDetail, valid_unicode
+from feedapp.schemas import valid_unicode
 from polls.rows import GrantableRole, PollPerms, Role
 
 # Anything outside is refused with 422, never sent to SQL.
@@ -38,7 +43,7 @@ OptionText = Annotated[
 ]
 
 
-class CreatePoll(Schema):
+class CreatePollPayload(Schema):
     model_config = ConfigDict(extra="forbid")
 
     question: Question
@@ -59,7 +64,9 @@ class CreatePoll(Schema):
         return value
 
 
-class PollSummary(Schema):
+class GetPollsRow(Schema):
+    """A poll in the feed."""
+
     id: int
     question: str
     expires_at: datetime | None
@@ -68,28 +75,24 @@ class PollSummary(Schema):
     option_ids: list[int]
 
 
-class Poll(PollSummary):
+class GetPollRow(GetPollsRow):
+    """One poll, with the caller's current vote (`null`: none, or anonymous)."""
+
     user_vote: int | None
 
 
-class RoleGrant(Schema):
+class GiveAccessPayload(Schema):
+    """One grant asked for: a role on the poll for a user."""
+
     model_config = ConfigDict(extra="forbid")
 
     role: GrantableRole
     user_id: Id
 
 
-class UserRole(Schema):
+class GetActivePollRolesRow(Schema):
+    """A grant in force on the poll, to a named user."""
+
     role: Role
     username: str
     user_id: int
-
-
-# The error bodies are feedapp.schemas'; these names stay because the published OpenAPI
-# document (and the clients generated from it) names the poll routes' errors so.
-class Message(Detail):
-    pass
-
-
-class ValidationErrors(ValidationDetail):
-    """ninja's 422 body, declared so that generated clients know its shape."""

@@ -8,36 +8,39 @@ from django.http import HttpRequest
 from ninja import Body, Path, Query, Router, Status
 
 from accounts.auth import optional_user, require_user
+from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
+from feedapp.schemas import Detail, HTTPValidationError
 from polls import services
 from polls.errors import PollNotFound
 from polls.rows import PollRow, PollSummaryRow, UserGrantRow
 from polls.schemas import (
     MAX_GRANTS_PER_REQUEST,
-    CreatePoll,
-    Message,
-    Poll,
-    PollSummary,
-    RoleGrant,
-    UserRole,
-    ValidationErrors,
+    CreatePollPayload,
+    GetActivePollRolesRow,
+    GetPollRow,
+    GetPollsRow,
+    GiveAccessPayload,
 )
 
 router = Router(tags=["polls"])
 
 PollId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Grants = Annotated[list[RoleGrant], Body(max_length=MAX_GRANTS_PER_REQUEST)]
+Grants = Annotated[list[GiveAccessPayload], Body(max_length=MAX_GRANTS_PER_REQUEST)]
 
 
-# Routes for signed-in users pass require_user as ninja `auth`: it runs before the
+# Routes for signed-in users pass SESSION_REQUIRED as ninja `auth`: it runs before the
 # body is validated (as in the original backend), so anonymous callers always get 401.
+# Every route names its OpenAPI operation: the first backend's route names, which its
+# generated frontend client turns into the function names it imports.
 @router.post(
     "/create",
-    response={201: Poll, 401: Message, 422: ValidationErrors},
+    response={201: GetPollRow, 401: Detail, 422: HTTPValidationError},
+    operation_id="create_poll",
     summary="Create a poll",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
-async def create_poll(request: HttpRequest, payload: CreatePoll) -> Status[PollRow]:
+async def create_poll(request: HttpRequest, payload: CreatePollPayload) -> Status[PollRow]:
     """Create a poll; the caller becomes its creator."""
     user = await require_user(request)
     poll = await services.do_create_poll(
@@ -46,7 +49,13 @@ async def create_poll(request: HttpRequest, payload: CreatePoll) -> Status[PollR
     return Status(201, poll)
 
 
-@router.get("/all", response={200: list[PollSummary], 422: ValidationErrors}, summary="The feed")
+@router.get(
+    "/all",
+    response={200: list[GetPollsRow], 422: HTTPValidationError},
+    operation_id="get_all_polls",
+    summary="The feed",
+    openapi_extra=SESSION_OPTIONAL,
+)
 async def feed(
     request: HttpRequest,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -57,7 +66,11 @@ async def feed(
 
 
 @router.get(
-    "/{poll_id}", response={200: Poll, 404: Message, 422: ValidationErrors}, summary="Get a poll"
+    "/{poll_id}",
+    response={200: GetPollRow, 404: Detail, 422: HTTPValidationError},
+    operation_id="get_poll_by_id",
+    summary="Get a poll",
+    openapi_extra=SESSION_OPTIONAL,
 )
 async def get_poll(request: HttpRequest, poll_id: PollId) -> PollRow:
     """The poll with the caller's current vote; 404 also when the caller may not view it."""
@@ -69,9 +82,10 @@ async def get_poll(request: HttpRequest, poll_id: PollId) -> PollRow:
 
 @router.delete(
     "/{poll_id}",
-    response={204: None, 401: Message, 403: Message, 404: Message, 422: ValidationErrors},
+    response={204: None, 401: Detail, 403: Detail, 404: Detail, 422: HTTPValidationError},
+    operation_id="delete_poll_by_id",
     summary="Delete a poll",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
 async def delete_poll(request: HttpRequest, poll_id: PollId) -> Status[None]:
     """Delete a poll (its creator or a moderator)."""
@@ -81,9 +95,16 @@ async def delete_poll(request: HttpRequest, poll_id: PollId) -> Status[None]:
 
 @router.get(
     "/{poll_id}/roles",
-    response={200: list[UserRole], 401: Message, 403: Message, 404: Message, 422: ValidationErrors},
+    response={
+        200: list[GetActivePollRolesRow],
+        401: Detail,
+        403: Detail,
+        404: Detail,
+        422: HTTPValidationError,
+    },
+    operation_id="get_poll_roles",
     summary="List a poll's grants",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
 async def list_roles(request: HttpRequest, poll_id: PollId) -> list[UserGrantRow]:
     """Active grants of this poll to named users (needs poll:assign_role)."""
@@ -92,9 +113,10 @@ async def list_roles(request: HttpRequest, poll_id: PollId) -> list[UserGrantRow
 
 @router.post(
     "/{poll_id}/roles",
-    response={200: list[int], 401: Message, 403: Message, 404: Message, 422: ValidationErrors},
+    response={200: list[int], 401: Detail, 403: Detail, 404: Detail, 422: HTTPValidationError},
+    operation_id="assign_poll_roles",
     summary="Grant roles on a poll",
-    auth=require_user,
+    auth=SESSION_REQUIRED,
 )
 async def grant_roles(request: HttpRequest, poll_id: PollId, grants: Grants) -> list[int]:
     """Grant roles to users; answers the user ids that could not be granted."""

@@ -10,8 +10,9 @@ from ninja import Path, Router
 
 from accounts.addresses import client_address
 from accounts.auth import optional_user
+from accounts.security import SESSION_OPTIONAL
 from db.ids import MAX_ID
-from feedapp.schemas import Detail
+from feedapp.schemas import Detail, HTTPValidationError
 from realtime.sse import CONTENT_TYPE, event_stream
 from realtime.streams import open_watch
 
@@ -28,9 +29,10 @@ _EVENTS_DOC = {
 
 @router.get(
     "/stream/{poll_id}",
-    response={404: Detail, 429: Detail, 503: Detail},
+    response={404: Detail, 422: HTTPValidationError, 429: Detail, 503: Detail},
+    operation_id="stream_vote_updates",
     summary="Live counts (Server-Sent Events)",
-    openapi_extra={"responses": {"200": _EVENTS_DOC}},
+    openapi_extra={"responses": {"200": _EVENTS_DOC}, **SESSION_OPTIONAL},
 )
 async def stream_counts(
     request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]

@@ -14,9 +14,23 @@ from types import FrameType
 from stack.__main__ import start_all, stop_all
 from stack.process import StackError
 from stack.processes import consume_votes_command, manage_command
-from stack.profiles import PROJECT_ROOT, get_profile
+from stack.profiles import PORT_OFFSET, PROJECT_ROOT, Profile, get_profile
 
-WEB_ADDRESS = "127.0.0.1:8000"
+# The frontend's dev server proxies /api to :8000. FEEDAPP_STACK_PORT_OFFSET (a second
+# checkout running beside this one) shifts it like every port of the stack.
+WEB_ADDRESS = f"127.0.0.1:{8000 + PORT_OFFSET}"
+
+
+def _children_env(profile: Profile) -> dict[str, str]:
+    """The environment of what `make dev` starts: pointed at the stack it started."""
+    env = dict(os.environ)
+    if PORT_OFFSET:
+        # The settings' defaults name the unshifted development stack; with an offset,
+        # they would reach another checkout's services (or none). The environment wins.
+        env.setdefault("DATABASE_URL", profile.database_url)
+        env.setdefault("VALKEY_URL", profile.valkey_url)
+        env.setdefault("KAFKA_BOOTSTRAP_SERVERS", profile.kafka_bootstrap)
+    return env
 
 
 def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
@@ -46,11 +60,12 @@ def main() -> int:
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     children: dict[str, subprocess.Popen[bytes]] = {}
+    env = _children_env(profile)
     try:
-        subprocess.run(manage_command("dbmate", "up"), check=True, cwd=PROJECT_ROOT)
+        subprocess.run(manage_command("dbmate", "up"), check=True, cwd=PROJECT_ROOT, env=env)
         # Own process groups: runserver's autoreloader forks, and the whole group must stop.
-        children["web"] = _spawn(manage_command("runserver", WEB_ADDRESS))
-        children["consumer"] = _spawn(consume_votes_command())
+        children["web"] = _spawn(manage_command("runserver", WEB_ADDRESS), env)
+        children["consumer"] = _spawn(consume_votes_command(), env)
         if _wait_for_web(children["web"]):
             print(
                 f"serving on http://{WEB_ADDRESS} (ready in {time.monotonic() - began:.1f} s; "
@@ -73,8 +88,8 @@ def main() -> int:
         stop_all(profile)
 
 
-def _spawn(command: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True)
 
 
 def _stop_children(children: dict[str, subprocess.Popen[bytes]]) -> None:

@@ -304,6 +304,6 @@ async def test_openapi_documents_the_accounts_routes(api) -> None:
     assert set(paths["/api/user/me"]["get"]["responses"]) == {"200", "401"}
     components = schema["components"]["schemas"]
     assert set(components["UserInfo"]["properties"]) == {"id", "username", "email"}
-    assert set(components["RegisterIn"]["properties"]) == {"username", "email", "password"}
-    assert set(components["LoginIn"]["properties"]) == {"username", "password"}
+    assert set(components["CreateUserPayload"]["properties"]) == {"username", "email", "password"}
+    assert set(components["LoginPayload"]["properties"]) == {"username", "password"}
     assert (await api.get("/api/docs")).status_code == 200

@@ -6,6 +6,9 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -19,6 +22,7 @@ from accounts.services import do_deactivate_user, do_reactivate_user
 from accounts.tokens import issue_token, read_token
 from db.pool import connection
 from db.sql import execute
+from stack.profiles import PROJECT_ROOT
 from tests.accounts_client import AddressedClient, new_identity, register
 from tests.users import client_for, make_user
 
@@ -190,6 +194,11 @@ async def _logout_with(headers: dict[str, str]) -> Any:
         ({"Origin": "http://localhost:5173"}, 204),
         ({"Origin": "http://127.0.0.1:8000"}, 204),
         ({"Referer": "http://localhost:5173/polls/3"}, 204),
+        # The FeedApp frontend's own dev server (`vite --port 3000`), out of the box.
+        ({"Origin": "http://localhost:3000"}, 204),
+        ({"Origin": "http://127.0.0.1:3000"}, 204),
+        ({"Referer": "http://localhost:3000/poll/7"}, 204),
+        ({"Origin": "http://localhost:3001"}, 403),
         ({}, 204),
     ],
 )
@@ -219,6 +228,40 @@ async def test_allowed_origins_come_from_settings() -> None:
     with override_settings(FEEDAPP_ALLOWED_ORIGINS=["https://polls.example"]):
         assert (await _logout_with({"Origin": "https://polls.example"})).status_code == 204
         assert (await _logout_with({"Origin": "http://localhost:5173"})).status_code == 403
+
+
+def _production_origins(**env: str) -> subprocess.CompletedProcess[str]:
+    """Load the settings in a fresh production-mode process; print the allowed origins."""
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("FEEDAPP_ALLOWED_ORIGINS", "DJANGO_SETTINGS_MODULE")
+    }
+    environment |= {
+        "FEEDAPP_MODE": "production",
+        "FEEDAPP_ENV_FILE": "/nonexistent",
+        "DJANGO_SECRET_KEY": "test-only-secret",
+        "JWT_SECRET_KEY": "test-only-jwt-secret",
+    } | env
+    code = "import feedapp.settings as s; print(','.join(s.FEEDAPP_ALLOWED_ORIGINS))"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_requires_an_explicit_origin_list() -> None:
+    # The development default (localhost dev servers) must never reach a deployment.
+    missing = _production_origins()
+    assert missing.returncode != 0
+    assert "FEEDAPP_ALLOWED_ORIGINS must be set when FEEDAPP_MODE=production" in missing.stderr
+    given = _production_origins(FEEDAPP_ALLOWED_ORIGINS="https://polls.example")
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.strip() == "https://polls.example"
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])

@@ -26,11 +26,12 @@ async def test_poll_routes_and_shapes_are_documented(api) -> None:
     def fields(name: str) -> set[str]:
         return set(components[name]["properties"])
 
-    assert fields("CreatePoll") == {"question", "options", "expires_at", "poll_perms"}
-    assert set(components["CreatePoll"]["required"]) == {"question", "options"}
+    assert fields("CreatePollPayload") == {"question", "options", "expires_at", "poll_perms"}
+    assert set(components["CreatePollPayload"]["required"]) == {"question", "options"}
     summary = {"id", "question", "expires_at", "creator_name", "options", "option_ids"}
-    assert fields("PollSummary") == summary
-    assert fields("Poll") == summary | {"user_vote"}
-    assert fields("RoleGrant") == {"role", "user_id"}
-    assert fields("UserRole") == {"role", "username", "user_id"}
-    assert components["RoleGrant"]["properties"]["role"]["enum"] == ["creator", "voter", "viewer"]
+    assert fields("GetPollsRow") == summary
+    assert fields("GetPollRow") == summary | {"user_vote"}
+    assert fields("GiveAccessPayload") == {"role", "user_id"}
+    assert fields("GetActivePollRolesRow") == {"role", "username", "user_id"}
+    grantable = components["GiveAccessPayload"]["properties"]["role"]["enum"]
+    assert grantable == ["creator", "voter", "viewer"]

@@ -1,4 +1,4 @@
-"""Every invalid CreatePoll field and feed parameter is a 422 in ninja's shape, never a 500."""
+"""Every invalid poll body field and feed parameter is a 422 in ninja's shape, never a 500."""
 
 from __future__ import annotations
 

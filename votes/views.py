@@ -9,8 +9,9 @@ from ninja import Path, Router, Schema, Status
 from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
+from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
-from feedapp.schemas import Detail
+from feedapp.schemas import Detail, HTTPValidationError
 from votes.services import do_submit_vote, get_visible_counts
 
 router = Router(tags=["votes"])
@@ -18,7 +19,9 @@ router = Router(tags=["votes"])
 Id = Annotated[int, Field(gt=0, le=MAX_ID)]
 
 
-class SubmitVote(Schema):
+# Class names are the OpenAPI component names; `VotePayload` and `GetVoteCountsRow` are the
+# first backend's, which its generated frontend client imports.
+class VotePayload(Schema):
     model_config = ConfigDict(extra="forbid")
 
     poll_id: Id
@@ -29,7 +32,9 @@ class Accepted(Schema):
     status: Literal["accepted"]
 
 
-class OptionCount(Schema):
+class GetVoteCountsRow(Schema):
+    """The votes one option has."""
+
     vote_option_id: int
     vote_count: int
 
@@ -42,19 +47,28 @@ class OptionCount(Schema):
         403: Detail,
         404: Detail,
         409: Detail,
+        422: HTTPValidationError,
         429: Detail,
         503: Detail,
     },
+    operation_id="submit_vote",
     summary="Submit or change a vote",
+    auth=SESSION_REQUIRED,
 )
-async def submit_vote(request: HttpRequest, body: SubmitVote) -> Status[Accepted]:
+async def submit_vote(request: HttpRequest, body: VotePayload) -> Status[Accepted]:
     """Accepted once the vote is durably in Kafka; counts change when it is applied."""
     user = await require_user(request)
     await do_submit_vote(user, body.poll_id, body.vote_option_id)
     return Status(201, Accepted(status="accepted"))
 
 
-@router.get("/{poll_id}", response={200: list[OptionCount], 404: Detail}, summary="A poll's counts")
+@router.get(
+    "/{poll_id}",
+    response={200: list[GetVoteCountsRow], 404: Detail, 422: HTTPValidationError},
+    operation_id="get_votes_for_poll",
+    summary="A poll's counts",
+    openapi_extra=SESSION_OPTIONAL,
+)
 async def poll_counts(
     request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
 ) -> list[dict[str, int]]:
