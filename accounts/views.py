@@ -11,6 +11,7 @@ from accounts.cookies import clear_session_cookie, set_session_cookie
 from accounts.schemas import CreateUserPayload, LoginPayload, UserInfo
 from accounts.security import SESSION_REQUIRED
 from accounts.services import do_login, do_register_user
+from feedapp.rendering import json_answer
 from feedapp.schemas import Detail, HTTPValidationError
 
 router = Router(tags=["accounts"])
@@ -65,7 +66,7 @@ async def logout(request: HttpRequest, response: HttpResponse) -> Status[None]:
     summary="Current user",
     auth=SESSION_REQUIRED,
 )
-async def me(request: HttpRequest) -> UserInfo:
+async def me(request: HttpRequest) -> HttpResponse:
     """The signed-in user."""
     user = await require_user(request)
-    return UserInfo(id=user.id, username=user.username, email=user.email)
+    return json_answer({"id": user.id, "username": user.username, "email": user.email})

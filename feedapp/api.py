@@ -16,6 +16,7 @@ from accounts.views import router as accounts_router
 from feedapp import health
 from feedapp.errors import ServiceError
 from feedapp.middleware import body_too_large
+from feedapp.rendering import JsonParser, JsonRenderer
 from moderation.views import router as moderation_router
 from polls.views import router as polls_router
 from realtime.views import router as realtime_router
@@ -44,6 +45,8 @@ api = FeedAppAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     urls_namespace="api",
+    parser=JsonParser(),
+    renderer=JsonRenderer(),
 )
 
 
