@@ -19,6 +19,7 @@ from typing import Any, cast
 from stack.processes import WebServer, free_port, start_web_server, uvicorn_command
 from stack.profiles import PROJECT_ROOT, get_profile
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
 
@@ -81,6 +82,62 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads), in seconds; the
+    first one's also counts its children that ended (e.g. PostgreSQL's backends)."""
+    ticks = 0
+    for index, pid in enumerate(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its time is in its parent's children's time
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if index == 0:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants as they are now (PostgreSQL's backends
+    come and go: those that ended are in its children's time)."""
+    return cpu_seconds(process_tree(pid))
+
+
+def stack_pids(profile_name: str) -> dict[str, int]:
+    """The main process of each of a stack profile's services (see tree_cpu_seconds)."""
+    profile = get_profile(profile_name)
+    leaders = {
+        "postgresql": profile.data_dir / "postgres" / "data" / "postmaster.pid",
+        "valkey": profile.data_dir / "valkey" / "valkey.pid",
+        "kafka": profile.data_dir / "kafka" / "kafka.pid",
+    }
+    found = {}
+    for name, pidfile in leaders.items():
+        try:
+            found[name] = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def machine() -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
 import shutil
@@ -38,11 +37,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import RESULTS_DIR, machine, stack_env, start_uvicorn
+from bench.common import (
+    RESULTS_DIR,
+    cpu_seconds,
+    machine,
+    process_tree,
+    stack_env,
+    start_uvicorn,
+)
 from bench.setup import PROFILE, git_revision, load_average, make_dataset, now, prepare_stack
 from stack.processes import WebServer
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -159,33 +163,6 @@ def wrk_output(url: str, script: Path, connections: int, seconds: float) -> str:
         "-d", f"{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), url,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
-
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (uvicorn's workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (all their threads), in seconds."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / CLOCK_TICKS
 
 
 def profile_route(pids: list[int], url: str, script: Path, args: argparse.Namespace, out: Path):
