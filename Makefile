@@ -6,6 +6,12 @@ SHELL := /bin/bash
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# `make services|migrate|status PROFILE=test` acts on another stack profile, as
+# FEEDAPP_STACK_PROFILE does for `python -m stack` and `manage.py`; FEEDAPP_STACK_PORT_OFFSET
+# shifts its ports for both alike.
+ifdef PROFILE
+export FEEDAPP_STACK_PROFILE := $(PROFILE)
+endif
 
 .PHONY: help install dev test services stop status migrate lint format openapi clean-stack
 
@@ -15,7 +21,7 @@ help:
 	@echo "make services  start the development stack (PostgreSQL, Valkey, Kafka)"
 	@echo "make stop      stop the development and test stacks"
 	@echo "make status    show what is running"
-	@echo "make migrate   apply db/migrations to the development database"
+	@echo "make migrate   apply db/migrations to the development database (PROFILE=test: the test one)"
 	@echo "make lint      ruff (lint, format check) and mypy"
 	@echo "make openapi   rewrite docs/openapi.json from the routes (review and commit the diff)"
 
@@ -31,7 +37,7 @@ $(CURDIR)/.tools/bin/uv:
 	@touch $@
 
 install: .venv/.installed
-	@$(PY) -m compileall -q -j 0 accounts db feedapp moderation polls realtime stack votes >/dev/null || true
+	@$(PY) -m compileall -q -j 0 accounts db demo feedapp moderation polls realtime stack votes >/dev/null || true
 
 services: install
 	$(PY) -m stack start

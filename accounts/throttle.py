@@ -17,6 +17,7 @@ import valkey
 
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
+from feedapp.metrics import THROTTLE_REFUSALS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
         return Verdict(allowed=True)
     if allowed:
         return Verdict(allowed=True)
+    THROTTLE_REFUSALS.labels(scope).inc()
     return Verdict(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)))
 
 

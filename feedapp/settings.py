@@ -6,6 +6,7 @@ Defaults point at the local development stack (`python -m stack start`). In prod
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def _local_secret(name: str) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def _service_url(name: str, local_default: str) -> str:
+    """A backing service's address: from the environment, else (development only) the
+    local stack's, for the profile and port offset `python -m stack` uses."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if PRODUCTION:
+        raise environ.ImproperlyConfigured(f"{name} must be set when FEEDAPP_MODE=production")
+    from stack.profiles import get_profile  # the local stack exists only in development
+
+    return str(getattr(get_profile(), local_default))
 
 
 def _secret(name: str) -> str:
@@ -60,11 +74,14 @@ INSTALLED_APPS = [
     "moderation",
     "votes.apps.VotesConfig",
     "realtime.apps.RealtimeConfig",
+    "demo.apps.DemoConfig",
 ]
 
 # Every entry is async-native; Django's own middleware (thread hops under ASGI) runs
 # only outside /api/, for the admin (see feedapp.middleware.outside_api).
 MIDDLEWARE = [
+    # Outermost: the request id, the request's log line and its metrics cover every answer.
+    "feedapp.requestlog.request_log_middleware",
     "feedapp.middleware.standard_headers_middleware",
     # Before anything reads the body.
     "feedapp.middleware.body_limit_middleware",
@@ -170,7 +187,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_LIMIT_BYTES
 
 # --- PostgreSQL -------------------------------------------------------------------------
 # One URL for both the SQL layer's psycopg pool and Django's own connection (admin).
-DATABASE_URL = env.str("DATABASE_URL", default="postgres://feedapp@127.0.0.1:15432/feedapp")
+# Unset in development: the local stack of FEEDAPP_STACK_PROFILE (default dev), its ports
+# shifted by FEEDAPP_STACK_PORT_OFFSET, as `python -m stack` starts it.
+DATABASE_URL = _service_url("DATABASE_URL", "database_url")
 DB_POOL_MIN_SIZE = env.int("DB_POOL_MIN_SIZE", default=2)
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
 DB_POOL_TIMEOUT_SECONDS = env.float("DB_POOL_TIMEOUT_SECONDS", default=5.0)
@@ -216,13 +235,17 @@ MIGRATION_MODULES = {
 }
 
 # --- Valkey -----------------------------------------------------------------------------
-VALKEY_URL = env.str("VALKEY_URL", default="valkey://127.0.0.1:63790/0")
+VALKEY_URL = _service_url("VALKEY_URL", "valkey_url")
 VALKEY_TIMEOUT_SECONDS = env.float("VALKEY_TIMEOUT_SECONDS", default=2.0)
 # Cached counts of a poll nobody reads expire; the next read rebuilds them.
 COUNTS_CACHE_TTL_SECONDS = env.int("COUNTS_CACHE_TTL_SECONDS", default=86400)
 
 # --- Kafka ------------------------------------------------------------------------------
-KAFKA_BOOTSTRAP_SERVERS = env.list("KAFKA_BOOTSTRAP_SERVERS", default=["127.0.0.1:19092"])
+KAFKA_BOOTSTRAP_SERVERS = [
+    server.strip()
+    for server in _service_url("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap").split(",")
+    if server.strip()
+]
 KAFKA_VOTE_TOPIC = env.str("KAFKA_VOTE_TOPIC", default="vote-event")
 KAFKA_VOTE_TOPIC_PARTITIONS = env.int("KAFKA_VOTE_TOPIC_PARTITIONS", default=12)
 KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1)
@@ -246,20 +269,55 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / ".stack" / "static"
+# Where `collectstatic` puts the admin's files for the proxy to serve (the image: /app/static).
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / ".stack" / "static")
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Metrics ------------------------------------------------------------------------------
+# With a token, /api/metrics requires `Authorization: Bearer <token>`; without one it answers
+# only peers in these networks whose request came through no proxy (feedapp/metrics.py).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = [
+    ipaddress.ip_network(network.strip())
+    for network in env.list(
+        "METRICS_ALLOWED_NETWORKS",
+        default=[
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ],
+    )
+]
+# The vote consumer serves its metrics on this port (0: not at all) and address.
+CONSUMER_METRICS_PORT = env.int("CONSUMER_METRICS_PORT", default=0)
+CONSUMER_METRICS_ADDRESS = env.str("CONSUMER_METRICS_ADDRESS", default="127.0.0.1")
+
+# --- Logs -----------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: one readable line per record; json: one JSON object per line. Both carry the
+# request id of the request that logged it (feedapp/requestlog.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise environ.ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "feedapp.requestlog.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "feedapp.requestlog.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

@@ -24,9 +24,11 @@ from accounts.models import User
 from db.sync_bridge import run_sync
 from feedapp.changelists import ChosenFilter, LargeTableAdmin, matching_ids, search_words
 from feedapp.errors import Forbidden
+from polls.charts import activity_chart, counts_bar_chart
 from polls.errors import PollNotFound
 from polls.models import Poll, PollGrant, VoteOption
 from polls.services import do_delete_poll_as_staff, do_revoke_grants
+from votes.activity import votes_per_minute
 from votes.counts import read_counts
 
 
@@ -236,6 +238,8 @@ class PollAdmin(LargeTableAdmin):
         "hidden_at",
         "grants",
         "reports",
+        "counts_chart",
+        "activity",
     )
     readonly_fields = fields
     inlines = (VoteOptionInline, PollGrantInline)
@@ -272,6 +276,19 @@ class PollAdmin(LargeTableAdmin):
     def grants(self, poll: Poll) -> SafeString:
         url = reverse("admin:polls_pollgrant_changelist")
         return format_html('<a href="{}?poll={}">grants of this poll</a>', url, poll.pk)
+
+    @admin.display(description="counts (live)")
+    def counts_chart(self, poll: Poll) -> SafeString:
+        counts = live_counts(poll.pk)
+        options = list(poll.options.order_by("position"))
+        return counts_bar_chart(
+            [option.text for option in options], [counts.get(option.pk, 0) for option in options]
+        )
+
+    @admin.display(description="votes per minute, last hour")
+    def activity(self, poll: Poll) -> SafeString:
+        recent = run_sync(votes_per_minute(poll.pk, minutes=60))
+        return activity_chart(recent.per_minute, recent.last_minute)
 
     @admin.display(description="reports")
     def reports(self, poll: Poll) -> SafeString:

@@ -38,6 +38,7 @@ from valkey.exceptions import ValkeyError
 from db.backoff import Backoff
 from db.singletons import PerLoop
 from db.valkey import get_async_valkey
+from realtime.metrics import HUB_SUBSCRIPTIONS
 from votes import pubsub
 from votes.counts import read_counts_many
 from votes.rows import PollCounts
@@ -196,6 +197,7 @@ class Hub:
         poll = self._polls.get(poll_id)
         if poll is None:
             poll = self._polls[poll_id] = _Poll()
+            HUB_SUBSCRIPTIONS.inc()
             self._dirty.set()
         client = Client(poll_id)
         poll.clients.add(client)
@@ -214,6 +216,7 @@ class Hub:
         self._clients -= 1
         if not poll.clients:
             del self._polls[client.poll_id]
+            HUB_SUBSCRIPTIONS.dec()
             self._resync.discard(client.poll_id)
             self._dirty.set()
             if not self._polls:

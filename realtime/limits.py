@@ -31,6 +31,8 @@ from valkey.exceptions import ValkeyError
 from db.singletons import PerLoop
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
+from feedapp.metrics import THROTTLE_REFUSALS
+from realtime.metrics import STREAMS_OPEN
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +105,12 @@ class StreamSlots:
     async def acquire(self, subject: str) -> Slot:
         """A place for one more stream of `subject`; LimitReached past either limit."""
         if self._total >= settings.SSE_MAX_STREAMS_PER_PROCESS:
+            THROTTLE_REFUSALS.labels("streams:process").inc()
             raise LimitReached(message="This server has too many live streams; try again later")
         key = lease_key(subject)
         limit = settings.SSE_MAX_STREAMS_PER_USER
         if self._per_key.get(key, 0) >= limit:
+            THROTTLE_REFUSALS.labels("streams:user").inc()
             raise LimitReached(message=f"At most {limit} live streams at a time")
         slot = Slot(key, f"{self._token}:{next(self._numbers)}")
         # Counted before Valkey answers, so that concurrent requests see each other.
@@ -120,6 +124,7 @@ class StreamSlots:
             raise
         if not leased:
             slot.release()
+            THROTTLE_REFUSALS.labels("streams:user").inc()
             raise LimitReached(message=f"At most {limit} live streams at a time")
         self._live[slot.member] = slot.key
         self._ensure_keeper()
@@ -142,6 +147,7 @@ class StreamSlots:
     def _take(self, key: str) -> None:
         self._per_key[key] += 1
         self._total += 1
+        STREAMS_OPEN.inc()
 
     def _give_back(self, key: str, member: str) -> None:
         if threading.get_ident() != self._thread:
@@ -150,6 +156,7 @@ class StreamSlots:
                 self._loop.call_soon_threadsafe(self._give_back, key, member)
             return
         self._total -= 1
+        STREAMS_OPEN.dec()
         self._live.pop(member, None)
         left = self._per_key[key] - 1
         if left > 0:

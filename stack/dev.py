@@ -33,6 +33,11 @@ def _children_env(profile: Profile) -> dict[str, str]:
     return env
 
 
+def _dev_environment() -> None:
+    """Point every child (`manage.py` reads it, see feedapp.settings) at the dev stack."""
+    os.environ["FEEDAPP_STACK_PROFILE"] = "dev"
+
+
 def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -46,6 +51,7 @@ def _wait_for_web(proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
 
 def main() -> int:
     profile = get_profile("dev")
+    _dev_environment()
     began = time.monotonic()
     try:
         start_all(profile)

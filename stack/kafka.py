@@ -149,6 +149,15 @@ def is_running(profile: Profile) -> bool:
     return read_pid(_paths(profile)["pid"]) is not None
 
 
+def _cluster_id() -> str:
+    """A random cluster id. Like Kafka's own, never one that starts with "-": the storage
+    tool would read it as an option (one id in 64 did, and the start failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start(profile: Profile) -> bool:
     if is_running(profile):
         return False
@@ -160,7 +169,7 @@ def start(profile: Profile) -> bool:
         paths[key].mkdir(parents=True, exist_ok=True)
     _write_config(profile, paths)
     if not (paths["data"] / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         result = subprocess.run(
             _java(
                 libs,

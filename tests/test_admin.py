@@ -8,9 +8,7 @@ and unique per test.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -27,9 +25,9 @@ from accounts.services import LOGIN_BY_ACCOUNT, do_deactivate_user
 from db.pool import connection
 from db.sql import fetch_value
 from polls.services import do_grant_moderator
-from stack.profiles import PROJECT_ROOT
 from tests.accounts_client import AddressedClient, new_identity, register
 from tests.admin_client import AdminClient, admin_log, make_admin
+from tests.commands import manage
 from tests.poll_helpers import user_may
 from tests.polls import db_counts, grant, make_poll, submit_vote
 from tests.users import client_for, make_user
@@ -495,21 +493,6 @@ def test_rights_in_the_admin_are_fixed_per_kind_of_user() -> None:
     assert not staff.may_ban(root)
     assert root.may_ban(staff)
     assert not member.may_ban(staff)
-
-
-async def manage(*args: str, **env: str) -> tuple[int, str]:
-    """Run `manage.py` against the test stack; its exit status and its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(PROJECT_ROOT / "manage.py"),
-        *args,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **env},
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode or 0, output.decode(errors="replace")
 
 
 async def test_createsuperuser_makes_an_admin_who_also_uses_the_api() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from accounts.models import User
 from db.readonly import ReadOnlyModel
@@ -28,6 +29,9 @@ async def test_writes_through_the_admin_models_are_refused(deleted_polls) -> Non
     poll = await make_poll(creator)
 
     def attempts() -> dict[str, bool]:
+        # asgiref's shared thread may hold a Django connection from an earlier test that a
+        # PostgreSQL restart (a stack_control test) has cut since: start with a fresh one.
+        connections.close_all()
         polls = Poll.objects.filter(pk=poll.id)
         return {
             "bulk delete": refused(polls.delete),

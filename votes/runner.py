@@ -28,6 +28,7 @@ from kafka.structs import OffsetAndMetadata
 
 from db.backoff import Backoff
 from db.pool import get_sync_pool
+from votes import consumer_metrics
 from votes.apply import (
     BatchOutcome,
     Record,
@@ -149,8 +150,10 @@ def run(
                     timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
                 )
                 kafka_backoff.reset()
+                consumer_metrics.polled()
             except KafkaError as exc:
                 # The client reconnects by itself; records not yet applied come again.
+                consumer_metrics.retried("kafka")
                 wait = kafka_backoff.next()
                 log.error("Kafka unavailable, retrying in %.1f s: %r", wait, exc)
                 stop.wait(wait)
@@ -160,8 +163,16 @@ def run(
             outcome = _apply_until_done(consumer, config, batches, stop)
             if outcome is None:
                 continue  # stopping, or the partitions moved to another consumer
+            consumer_metrics.batch_applied(
+                sum(map(len, batches.values())),
+                outcome.fresh,
+                outcome.applicable,
+                outcome.poison,
+                outcome.gone,
+            )
             unfinished.append(outcome)
             committer.add(outcome.last_offsets)
+            consumer_metrics.record_lag(consumer)
             for stats in (totals, interval):
                 stats.batches += 1
                 stats.fresh += outcome.fresh
@@ -206,6 +217,7 @@ def _apply_until_done(
             with get_sync_pool().connection() as conn:
                 return apply_batches(conn, config.group, config.topic, records)
         except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+            consumer_metrics.retried("postgresql")
             wait = backoff.next()
             log.error(
                 "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
@@ -236,6 +248,7 @@ def _after_commit_until_done(
             unfinished.clear()
             return
         except StepUnavailable as exc:
+            consumer_metrics.retried("valkey")
             wait = backoff.next()
             log.error("%s; retrying in %.1f s", exc, wait)
         if attempts is not None:
@@ -288,6 +301,7 @@ def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event)
                 return False
             try:
                 consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+                consumer_metrics.polled()
             except KafkaError as exc:
                 log.warning("Kafka unavailable while paused: %r", exc)
                 stop.wait(0.2)

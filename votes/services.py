@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 
@@ -14,6 +15,7 @@ from feedapp.errors import Conflict, Forbidden, NotFound, Unavailable
 from polls.errors import PollNotFound
 from votes.counts import read_counts, read_counts_json
 from votes.messages import VoteEvent
+from votes.metrics import VOTE_PRODUCE_FAILURES, VOTE_PRODUCE_SECONDS
 from votes.producer import VoteNotEnqueued, produce_vote
 from votes.rows import PollCounts, VoteCheck
 
@@ -43,11 +45,15 @@ async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> Vo
     if check.expired:
         raise Conflict("This poll has expired")
     event = VoteEvent.new(user.id, poll_id, vote_option_id)
+    started = time.perf_counter()
     try:
         await produce_vote(event)
     except VoteNotEnqueued as exc:
+        VOTE_PRODUCE_FAILURES.inc()
         log.error("vote of user %d on poll %d not enqueued: %s", user.id, poll_id, exc)
         raise Unavailable("The vote could not be recorded; please try again") from exc
+    finally:
+        VOTE_PRODUCE_SECONDS.observe(time.perf_counter() - started)
     return event
 
 

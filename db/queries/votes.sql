@@ -125,3 +125,27 @@ LEFT JOIN vote_count c ON c.vote_option_id = o.id
 LEFT JOIN poll_counts_version v ON v.poll_id = o.poll_id
 WHERE o.poll_id = ANY(%(poll_ids)s::bigint[])
 GROUP BY o.poll_id
+
+-- name: votes_per_minute
+-- A poll's recorded votes counted by the minute they were cast, for the last `minutes`
+-- minutes up to now (oldest first, zeros included), and the start of the newest minute.
+-- A changed vote counts once, at the time of its latest change.
+WITH recent AS (
+    SELECT date_trunc('minute', submitted_at) AS minute, count(*) AS votes
+    FROM vote
+    WHERE poll_id = %(poll_id)s
+      AND submitted_at >= date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1)
+    GROUP BY 1
+),
+minutes AS (
+    SELECT generate_series(
+        date_trunc('minute', now()) - make_interval(mins => %(minutes)s - 1),
+        date_trunc('minute', now()),
+        interval '1 minute'
+    ) AS minute
+)
+SELECT
+    array_agg(coalesce(r.votes, 0)::integer ORDER BY m.minute) AS per_minute,
+    max(m.minute) AS last_minute
+FROM minutes m
+LEFT JOIN recent r USING (minute)

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from votes import broker
+from votes import broker, consumer_metrics
 from votes.runner import RunnerConfig, run
 
 
@@ -58,6 +58,10 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        if settings.CONSUMER_METRICS_PORT:
+            consumer_metrics.serve(
+                settings.CONSUMER_METRICS_PORT, settings.CONSUMER_METRICS_ADDRESS
+            )
         broker.ensure_topic(
             options["topic"],
             settings.KAFKA_VOTE_TOPIC_PARTITIONS,
