@@ -111,6 +111,44 @@ async def test_a_waiting_reader_is_woken_by_an_offer() -> None:
     assert await waiting == update(3)
 
 
+async def test_waits_end_at_their_own_deadlines() -> None:
+    loop = asyncio.get_running_loop()
+    slow, quick = Client(poll_id=1), Client(poll_id=1)
+    began = loop.time()
+    # The later deadline is armed first: the earlier one must still fire on time.
+    waits = [
+        asyncio.create_task(client.next(within=w)) for client, w in ((slow, 0.6), (quick, 0.1))
+    ]
+    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {waits[1]} and waits[1].result() is None
+    assert 0.1 <= loop.time() - began < 0.5
+    assert await waits[0] is None
+    assert loop.time() - began >= 0.6
+
+
+async def test_a_new_wait_is_not_ended_by_an_earlier_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    client = Client(poll_id=1)
+    first = asyncio.create_task(client.next(within=0.1))
+    await asyncio.sleep(0)
+    client.offer(update(1))
+    assert await first == update(1)
+    began = loop.time()
+    assert await client.next(within=0.4) is None  # the 0.1 s deadline passes meanwhile
+    assert loop.time() - began >= 0.4
+
+
+async def test_many_waits_end_by_their_deadline() -> None:
+    clients = [Client(poll_id=1) for _ in range(2000)]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(client.next(within=0.05 + i / 20_000) for i, client in enumerate(clients))
+        ),
+        timeout=5,
+    )
+    assert results == [None] * len(clients)
+
+
 def test_messages_are_checked_when_decoded() -> None:
     decoded = decode_message(updates_channel(7), message(7, 4, [(11, 3), (12, 0)]))
     assert decoded == Update(
