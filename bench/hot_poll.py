@@ -117,13 +117,23 @@ def client_process(pipe: Connection, count: int, in_flight: int) -> None:
         streams: list[Stream] = []
 
         async def one() -> None:
-            async with gate:
-                stream = Stream(stream_request(poll_id), loop.create_future())
-                await loop.create_connection(lambda: stream, "127.0.0.1", port)
-                streams.append(stream)
-                assert stream.connected is not None
-                if await stream.connected != 200:
-                    raise RuntimeError(f"stream answered {stream.status}")
+            # A server busy opening thousands of streams may answer 503 (no database
+            # connection within its timeout): opening is not what is measured, so retry.
+            for attempt in range(10):
+                async with gate:
+                    stream = Stream(stream_request(poll_id), loop.create_future())
+                    transport, _ = await loop.create_connection(
+                        lambda stream=stream: stream,  # type: ignore[misc]
+                        "127.0.0.1",
+                        port,
+                    )
+                    assert stream.connected is not None
+                    if await stream.connected == 200:
+                        streams.append(stream)
+                        return
+                    transport.close()
+                await asyncio.sleep(0.5 * (attempt + 1))
+            raise RuntimeError(f"stream answered {stream.status}")
 
         began = time.monotonic()
         await asyncio.gather(*(one() for _ in range(count)))
@@ -267,7 +277,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--voters", type=int, default=600, help="each votes rate/voters a second")
     parser.add_argument("--client-processes", type=int, default=2)
-    parser.add_argument("--in-flight", type=int, default=64, help="handshakes at a time, each")
+    parser.add_argument("--in-flight", type=int, default=32, help="handshakes at a time, each")
     parser.add_argument("--profile", default="bench", help="stack profile to run against")
     args = parser.parse_args()
 
