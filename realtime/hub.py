@@ -20,6 +20,7 @@ The hub belongs to one event loop (`get_hub()`), like the SQL pool and the Valke
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import enum
@@ -55,6 +56,8 @@ BACKOFF_MAX_SECONDS = 5.0
 PING_IDLE_SECONDS = 10.0
 # Channels per SUBSCRIBE/UNSUBSCRIBE command, and polls per resync query.
 BATCH = 500
+# Streams woken per turn of the event loop when an update reaches many at once.
+WAKE_BATCH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,7 @@ class _Deadlines:
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self.wakeups = _wakeups.get()  # the same loop's
 
     def arm(self, client: Client) -> None:
         """Make sure `client` is woken by its deadline if it is still waiting then."""
@@ -141,10 +145,49 @@ class _Deadlines:
 _deadlines: PerLoop[_Deadlines] = PerLoop(_Deadlines)
 
 
+class _Wakeups:
+    """Waiting clients to wake, WAKE_BATCH per turn of the event loop.
+
+    An update of a poll with 10,000 local streams would otherwise make 10,000 tasks
+    ready at once, and every other task of the process (a vote being submitted, a query
+    whose answer came in) would wait behind all of their writes: requests then held
+    their database connections for seconds, and others timed out waiting for one. Woken
+    in batches, the streams' writes take turns with the rest of the process. A client
+    queued twice is woken once, with the newest item (its mailbox keeps only that).
+    """
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: collections.deque[Client] = collections.deque()
+        self._scheduled = False
+
+    def add(self, client: Client) -> None:
+        self._queue.append(client)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        queue = self._queue
+        for _ in range(min(len(queue), WAKE_BATCH)):
+            client = queue.popleft()
+            client._queued = False
+            waiter = client._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        if queue:
+            self._loop.call_soon(self._run)
+        else:
+            self._scheduled = False
+
+
+_wakeups: PerLoop[_Wakeups] = PerLoop(_Wakeups)
+
+
 class Client:
     """One local stream's mailbox: at most one pending item, the latest; an end is final."""
 
-    __slots__ = ("_armed", "_deadline", "_deadlines", "_item", "_waiter", "poll_id")
+    __slots__ = ("_armed", "_deadline", "_deadlines", "_item", "_queued", "_waiter", "poll_id")
 
     def __init__(self, poll_id: int) -> None:
         self.poll_id = poll_id
@@ -153,6 +196,7 @@ class Client:
         self._deadline = 0.0
         self._armed = False
         self._deadlines: _Deadlines | None = None  # its loop's, from its first wait on
+        self._queued = False  # waiting to be woken (_Wakeups)
 
     @property
     def pending(self) -> Update | Signal | None:
@@ -172,8 +216,10 @@ class Client:
             return
         self._item = item
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None and not waiter.done() and not self._queued:
+            self._queued = True
+            assert self._deadlines is not None  # set by the wait that made the waiter
+            self._deadlines.wakeups.add(self)
 
     async def next(self, within: float) -> Update | Signal | None:
         """The pending item, waiting up to `within` seconds for one; None if none came."""

@@ -149,6 +149,25 @@ async def test_many_waits_end_by_their_deadline() -> None:
     assert results == [None] * len(clients)
 
 
+async def test_an_update_wakes_many_streams_in_turns_with_other_work() -> None:
+    clients = [Client(poll_id=1) for _ in range(1000)]
+    waits = [asyncio.create_task(client.next(within=30)) for client in clients]
+    await asyncio.sleep(0)
+    other_ran_at: list[int] = []
+
+    async def other_work() -> None:
+        await asyncio.sleep(0)
+        other_ran_at.append(sum(wait.done() for wait in waits))
+
+    for client in clients:
+        client.offer(update(5))
+    other = asyncio.create_task(other_work())
+    assert await asyncio.gather(*waits) == [update(5)] * len(clients)
+    await other
+    # The other task ran before the last streams were woken, not after all of them.
+    assert other_ran_at[0] < len(clients)
+
+
 def test_messages_are_checked_when_decoded() -> None:
     decoded = decode_message(updates_channel(7), message(7, 4, [(11, 3), (12, 0)]))
     assert decoded == Update(
