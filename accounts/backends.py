@@ -34,11 +34,11 @@ class AccountBackend(BaseBackend):
             return None
         address = client_address(request) if request is not None else UNKNOWN
         try:
-            user_id = run_sync(do_login(username, password, address))
+            signed_in = run_sync(do_login(username, password, address))
         except (BadCredentials, TooManyRequests):
             # The login form answers both alike; do_login logged which one it was.
             return None
-        return self.get_user(user_id)
+        return self.get_user(signed_in.user_id)
 
     def get_user(self, user_id: Any) -> User | None:
         """The active user with this id (read on every admin request, so a ban applies)."""

@@ -13,11 +13,20 @@ from accounts.tokens import issue_token
 SAMESITE: Final = "Lax"
 
 
-def set_session_cookie(response: HttpResponseBase, user_id: int, now: float | None = None) -> None:
-    """Put a fresh session token for `user_id` into the response's cookie."""
+def set_session_cookie(
+    response: HttpResponseBase,
+    user_id: int,
+    generation: int,
+    session_id: str | None = None,
+    now: float | None = None,
+) -> None:
+    """Put a fresh token for `user_id` into the response's cookie.
+
+    A new session unless `session_id` names the one being renewed.
+    """
     response.set_cookie(
         COOKIE_NAME,
-        issue_token(user_id, now=now),
+        issue_token(user_id, generation, session_id, now=now),
         max_age=settings.JWT_TTL_SECONDS,
         path="/",
         secure=settings.AUTH_COOKIE_SECURE,

@@ -17,7 +17,7 @@ from django.utils.decorators import sync_and_async_middleware
 from accounts.auth import COOKIE_NAME
 from accounts.cookies import set_session_cookie
 from feedapp.errors import Forbidden
-from feedapp.middleware import API_PREFIX, GetResponse, refusal, wrap
+from feedapp.middleware import GetResponse, is_api_request, refusal, wrap
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _request_origin(request: HttpRequest) -> str | None:
 
 
 def _check_origin(request: HttpRequest) -> HttpResponseBase | None:
-    if request.method not in UNSAFE_METHODS or not request.path.startswith(API_PREFIX):
+    if request.method not in UNSAFE_METHODS or not is_api_request(request):
         return None
     origin = _request_origin(request)
     # Browsers send Origin (or Referer) with cross-site requests; other clients carry no
@@ -72,7 +72,8 @@ def _renew_session(request: HttpRequest, response: HttpResponseBase) -> None:
     if user is None or claims is None or COOKIE_NAME in response.cookies:
         return
     if claims.user_id == user.id and claims.past_half_life():
-        set_session_cookie(response, user.id)
+        # The same session: revoking it later ends this renewed token too.
+        set_session_cookie(response, user.id, claims.generation, claims.session_id)
 
 
 @sync_and_async_middleware

@@ -25,6 +25,7 @@ from django.core.validators import (
 )
 from django.db import models
 from django.db.models.functions import Now
+from django.utils.crypto import salted_hmac
 
 from accounts.rows import UserRow
 from accounts.schemas import (
@@ -142,6 +143,8 @@ class User(AbstractBaseUser):
         "superuser", default=False, help_text="May do everything here, make staff included."
     )
     created_at = models.DateTimeField(db_default=Now(), editable=False)
+    # Bumped to end every session (API and admin); see accounts.tokens.
+    session_generation = models.IntegerField(default=0, editable=False)
     # last_login comes from AbstractBaseUser.
 
     objects = UserManager()
@@ -157,6 +160,15 @@ class User(AbstractBaseUser):
 
     def __str__(self) -> str:
         return str(self.username)
+
+    def get_session_auth_hash(self) -> str:
+        """What an admin sign-in is bound to: the password hash and the session generation,
+        so that a password change, a ban or "log out everywhere" ends it too."""
+        return salted_hmac(
+            "feedapp.accounts.User.get_session_auth_hash",
+            f"{self.password}:{self.session_generation}",
+            algorithm="sha256",
+        ).hexdigest()
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         """Accounts are deactivated, never deleted (their polls would go without a word)."""

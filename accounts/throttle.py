@@ -4,6 +4,11 @@ Each limit is a GCRA bucket (a token bucket stored as one timestamp): `limit` ev
 per `period_seconds`, with bursts up to `burst` (default `limit`). Valkey's own clock
 decides, so web processes with skewed clocks agree. Subjects (usernames, addresses,
 user ids) are hashed into the key, so no user input reaches a key verbatim.
+
+Two ways to use it: `consume` counts an event if the rate allows it (votes, reports,
+registrations); `reserve` counts one event in several buckets at once before slow work
+whose outcome decides whether it counts, and the caller `refund`s it if not (logins:
+only failures count, but a failure is known only after the password check).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ log = logging.getLogger(__name__)
 
 KEY_PREFIX = "throttle"
 
-GCRA = LuaScript("throttle_gcra")
+RESERVE = LuaScript("throttle_reserve")
+REFUND = LuaScript("throttle_refund")
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,42 @@ class Rate:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """One bucket: `subject`'s events in `scope`, at `rate`."""
+
+    scope: str
+    subject: str
+    rate: Rate
+
+    @property
+    def key(self) -> str:
+        return bucket_key(self.scope, self.subject)
+
+
+@dataclass(frozen=True)
 class Verdict:
     allowed: bool
     # Whole seconds until one more event would be allowed; 0 when allowed.
     retry_after: int = 0
+    # The first limit that refused (None when allowed, or when the throttle failed open).
+    refused_by: Limit | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The outcome of `reserve`: one event counted in each of `limits` when allowed."""
+
+    verdict: Verdict
+    limits: tuple[Limit, ...]
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+    async def refund(self) -> None:
+        """Give the counted event back (e.g. the login it guarded succeeded)."""
+        if self.allowed and self.limits:
+            await _refund(self.limits)
 
 
 def bucket_key(scope: str, subject: str) -> str:
@@ -56,30 +94,49 @@ def bucket_key(scope: str, subject: str) -> str:
     return f"{KEY_PREFIX}:{scope}:{digest}"
 
 
-async def _run(scope: str, subject: str, rate: Rate, cost: int) -> Verdict:
-    script = GCRA.on_async(get_async_valkey())
+async def reserve(*limits: Limit) -> Reservation:
+    """Count one event in every limit's bucket at once, or in none if one is full.
+
+    Atomic (one Valkey script), so that parallel requests cannot all pass a check made
+    before any of them is counted: reserve first, do the guarded work, `refund` when the
+    event turns out not to count (a login that succeeded).
+    """
+    args: list[int] = []
+    for limit in limits:
+        args += [limit.rate.interval_ms, limit.rate.capacity]
+    script = RESERVE.on_async(get_async_valkey())
     try:
-        allowed, wait_ms = await script(
-            keys=[bucket_key(scope, subject)], args=[rate.interval_ms, rate.capacity, cost]
-        )
+        allowed, wait_ms, refused = await script(keys=[limit.key for limit in limits], args=args)
     except valkey.exceptions.ValkeyError as exc:
         # Fail open: an outage of the cache must not lock every user out; it is logged.
-        log.warning("throttle %s unavailable, allowing: %r", scope, exc)
-        return Verdict(allowed=True)
+        scopes = ", ".join(limit.scope for limit in limits)
+        log.warning("throttle %s unavailable, allowing: %r", scopes, exc)
+        return Reservation(Verdict(allowed=True), ())
     if allowed:
-        return Verdict(allowed=True)
-    THROTTLE_REFUSALS.labels(scope).inc()
-    return Verdict(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)))
+        return Reservation(Verdict(allowed=True), limits)
+    refused_by = limits[int(refused) - 1]
+    THROTTLE_REFUSALS.labels(refused_by.scope).inc()
+    verdict = Verdict(
+        allowed=False,
+        retry_after=max(1, math.ceil(int(wait_ms) / 1000)),
+        refused_by=refused_by,
+    )
+    return Reservation(verdict, limits)
+
+
+async def _refund(limits: tuple[Limit, ...]) -> None:
+    script = REFUND.on_async(get_async_valkey())
+    try:
+        await script(
+            keys=[limit.key for limit in limits], args=[limit.rate.interval_ms for limit in limits]
+        )
+    except valkey.exceptions.ValkeyError as exc:
+        log.warning("throttle unavailable, event not refunded: %r", exc)
 
 
 async def consume(scope: str, subject: str, rate: Rate) -> Verdict:
     """Count one event for `subject` if the rate allows it; the verdict says whether it did."""
-    return await _run(scope, subject, rate, cost=1)
-
-
-async def peek(scope: str, subject: str, rate: Rate) -> Verdict:
-    """Whether one more event would be allowed now, without counting it."""
-    return await _run(scope, subject, rate, cost=0)
+    return (await reserve(Limit(scope, subject, rate))).verdict
 
 
 async def clear(scope: str, subject: str) -> None:

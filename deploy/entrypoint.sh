@@ -19,10 +19,11 @@ web)
     # Leave X-Forwarded-For to the app (TRUSTED_PROXY_HOPS): uvicorn would rewrite the
     # peer address itself. Keep idle upstream connections open longer than the proxy keeps
     # them (nginx: 60 s), or the proxy may reuse one the server is closing (a 502).
+    # SlowClientGuard: httptools that closes slow requests (HTTP_*_TIMEOUT_SECONDS).
     exec uvicorn feedapp.asgi:application \
         --host "${WEB_HOST:-0.0.0.0}" --port "${WEB_PORT:-8000}" \
         --workers "${WEB_WORKERS:-$(nproc)}" \
-        --loop uvloop --http httptools --ws websockets \
+        --loop uvloop --http feedapp.server:SlowClientGuard --ws websockets \
         --no-proxy-headers --no-access-log \
         --timeout-keep-alive 75 --timeout-graceful-shutdown 30 \
         "$@"

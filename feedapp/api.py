@@ -3,28 +3,54 @@ one place where errors become answers.
 
 Services raise feedapp.errors.ServiceError subclasses; `service_error` renders each as
 `{"detail": message}` with its status (and Retry-After for rate limits). Request
-validation answers 422 with the issues, and a body too large to read 413.
+validation answers 422 with the issues, a body that is not JSON 400 (415 when not even
+sent as JSON), and a body too large to read 413. What goes wrong outside a view (an
+unknown path, a wrong method, a crash) is made JSON by feedapp.middleware.
 """
+
+from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import ConfigError, ValidationError
+from ninja.errors import ConfigError, HttpError, ValidationError
 from ninja.operation import Operation
 
 from accounts.views import router as accounts_router
 from feedapp import health
-from feedapp.errors import ServiceError
+from feedapp.errors import ServiceError, UnsupportedMediaType
 from feedapp.middleware import body_too_large
+from feedapp.openapi_errors import add_error_responses
 from feedapp.rendering import JsonParser, JsonRenderer
 from moderation.views import router as moderation_router
 from polls.views import router as polls_router
 from realtime.views import router as realtime_router
 from votes.views import router as votes_router
 
+JSON_TYPES = ("application/json",)
+
+
+class JsonOnlyParser(JsonParser):
+    """Bodies must say they are JSON: a form or `text/plain` post is refused (415), not
+    parsed as JSON anyway (which would also let a cross-site form post reach a view)."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        content_type = request.content_type or ""
+        if content_type.lower() not in JSON_TYPES:
+            raise UnsupportedMediaType()
+        return super().parse_body(request)
+
 
 class FeedAppAPI(NinjaAPI):
-    """ninja's API, with one rule of ours: every route names its OpenAPI operation."""
+    """ninja's API, with two rules of ours: every route names its OpenAPI operation, and
+    the plumbing's error answers are in the schema."""
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> Any:
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        add_error_responses(schema)
+        return schema
 
     def get_openapi_operation_id(self, operation: Operation) -> str:
         # ninja asks only for routes without an `operation_id`. Its default name
@@ -45,7 +71,7 @@ api = FeedAppAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     urls_namespace="api",
-    parser=JsonParser(),
+    parser=JsonOnlyParser(),
     renderer=JsonRenderer(),
 )
 
@@ -58,6 +84,14 @@ def service_error(request: HttpRequest, exc: object) -> HttpResponse:
     for name, value in exc.headers().items():
         response[name] = value
     return response
+
+
+def http_error(request: HttpRequest, exc: object) -> HttpResponse:
+    """ninja's own refusals; one of ours that it wrapped (the parser's 415) as itself."""
+    assert isinstance(exc, HttpError)
+    if isinstance(exc.__cause__, ServiceError):
+        return service_error(request, exc.__cause__)
+    return api.create_response(request, {"detail": exc.message}, status=exc.status_code)
 
 
 def validation_error(request: HttpRequest, exc: object) -> HttpResponse:
@@ -77,6 +111,7 @@ def body_too_big(request: HttpRequest, exc: object) -> HttpResponse:
 
 
 api.add_exception_handler(ServiceError, service_error)
+api.add_exception_handler(HttpError, http_error)
 api.add_exception_handler(ValidationError, validation_error)
 api.add_exception_handler(RequestDataTooBig, body_too_big)
 

@@ -59,6 +59,11 @@ class PayloadTooLarge(ServiceError):
     message = "Request body too large"
 
 
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    message = "Send the body as application/json"
+
+
 class TooManyRequests(ServiceError):
     """Past a rate or connection limit; `retry_after` (seconds) when the wait is known."""
 

@@ -39,7 +39,7 @@ class FeedAppASGIHandler(ASGIHandler):
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
+        if scope["type"] == "http" and path_info(scope).startswith(API_PREFIX):
             await self.handle_api(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
@@ -148,3 +148,10 @@ async def read_body(receive: Any, limit: int | None) -> bytes | None:
             kept += len(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def path_info(scope: dict[str, Any]) -> str:
+    """The path below the script prefix, as Django's request.path_info will have it."""
+    path: str = scope["path"]
+    prefix = get_script_prefix(scope)
+    return path.removeprefix(prefix) if prefix else path

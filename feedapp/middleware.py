@@ -26,6 +26,16 @@ from feedapp.errors import PayloadTooLarge, ServiceError
 # The JSON API's paths: no per-request thread, no Django session or CSRF middleware.
 API_PREFIX = "/api/"
 
+
+def is_api_request(request: HttpRequest) -> bool:
+    """Whether the request is for the JSON API: the one test every middleware uses.
+
+    `path_info` is the path below the script prefix (the ASGI root_path or
+    FORCE_SCRIPT_NAME), so the answer holds wherever the app is mounted.
+    """
+    return request.path_info.startswith(API_PREFIX)
+
+
 GetResponse = Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 Check = Callable[[HttpRequest], HttpResponseBase | None]
 After = Callable[[HttpRequest, HttpResponseBase], None]
@@ -92,6 +102,39 @@ def body_limit_middleware(get_response: GetResponse) -> Callable[..., object]:
     return wrap(get_response, before=_check_body_length)
 
 
+def _json_errors(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    # ninja answers a wrong method in plain text and Django an unknown path or a crash in
+    # HTML (a traceback page with DEBUG): under /api/ every error is `{"detail": ...}`.
+    if response.status_code < 400 or not is_api_request(request):
+        return response
+    if response.get("Content-Type", "").startswith("application/json"):
+        return response
+    answer = JsonResponse({"detail": response.reason_phrase}, status=response.status_code)
+    for name in ("Allow", "Retry-After"):
+        if name in response:
+            answer[name] = response[name]
+    return answer
+
+
+@sync_and_async_middleware
+def json_errors_middleware(get_response: GetResponse) -> Callable[..., object]:
+    """Every error answer under /api/ in JSON, whoever made it (Django, ninja, a crash)."""
+    if iscoroutinefunction(get_response):
+
+        async def async_middleware(request: HttpRequest) -> HttpResponseBase:
+            response = await get_response(request)
+            return _json_errors(request, response)
+
+        return async_middleware
+
+    def sync_middleware(request: HttpRequest) -> HttpResponseBase:
+        response = get_response(request)
+        assert isinstance(response, HttpResponseBase)
+        return _json_errors(request, response)
+
+    return sync_middleware
+
+
 def _standard_headers(request: HttpRequest, response: HttpResponseBase) -> None:
     # What SecurityMiddleware, XFrameOptionsMiddleware and CommonMiddleware set, without
     # their thread hop. Without Content-Length a server must close the connection to end
@@ -133,14 +176,14 @@ def outside_api(middleware: type[MiddlewareMixin]) -> Callable[[GetResponse], An
         if iscoroutinefunction(get_response):
 
             async def async_middleware(request: HttpRequest) -> HttpResponseBase:
-                if request.path_info.startswith(API_PREFIX):
+                if is_api_request(request):
                     return await downstream(request)
                 return await inner(request)
 
             return async_middleware
 
         def sync_middleware(request: HttpRequest) -> HttpResponseBase:
-            handler = downstream if request.path_info.startswith(API_PREFIX) else inner
+            handler = downstream if is_api_request(request) else inner
             return handler(request)
 
         return sync_middleware

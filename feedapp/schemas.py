@@ -9,6 +9,7 @@ served them (see docs/openapi.json).
 from __future__ import annotations
 
 from ninja import Schema
+from pydantic import BeforeValidator
 
 
 def valid_unicode(value: str) -> str:
@@ -22,6 +23,24 @@ def valid_unicode(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text") from None
     return value
+
+
+def _json_integer(value: object) -> int:
+    # JSON Schema's "integer": a number without a fraction (1.0 is one); not `true`, not
+    # "1". pydantic would take all of them, and `true` as 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("must be an integer")
+        return int(value)
+    return value
+
+
+# Makes an `int` field take what the schema's "integer" means, in a JSON body. Put it
+# after the field's constraints (`Annotated[int, Field(ge=1), JSON_INTEGER]`), so that
+# they stay plain schema keywords.
+JSON_INTEGER = BeforeValidator(_json_integer)
 
 
 class Detail(Schema):

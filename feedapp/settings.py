@@ -83,6 +83,8 @@ MIDDLEWARE = [
     # Outermost: the request id, the request's log line and its metrics cover every answer.
     "feedapp.requestlog.request_log_middleware",
     "feedapp.middleware.standard_headers_middleware",
+    # Inside the headers (which set Content-Length), around everything that may fail.
+    "feedapp.middleware.json_errors_middleware",
     # Before anything reads the body.
     "feedapp.middleware.body_limit_middleware",
     # The API's CSRF defence (Origin check); Django's token check below keeps guarding /admin/.
@@ -165,8 +167,12 @@ CSRF_COOKIE_SECURE = AUTH_COOKIE_SECURE
 CSRF_TRUSTED_ORIGINS = env.list("ADMIN_TRUSTED_ORIGINS", default=[])
 
 # --- Limits -------------------------------------------------------------------------------
-# Failed logins allowed per window, counted per account and per client address.
+# Failed logins allowed per window: per account from one client address (the limit a
+# user meets), per account from all addresses and per address for all accounts (high
+# enough that no attacker can lock the owner out from elsewhere). accounts.services.
 LOGIN_FAILURES_LIMIT = env.int("LOGIN_FAILURES_LIMIT", default=10)
+LOGIN_ACCOUNT_FAILURES_LIMIT = env.int("LOGIN_ACCOUNT_FAILURES_LIMIT", default=100)
+LOGIN_ADDRESS_FAILURES_LIMIT = env.int("LOGIN_ADDRESS_FAILURES_LIMIT", default=100)
 LOGIN_FAILURES_WINDOW_SECONDS = env.float("LOGIN_FAILURES_WINDOW_SECONDS", default=300.0)
 # Registrations allowed per window and client address.
 REGISTRATIONS_LIMIT = env.int("REGISTRATIONS_LIMIT", default=30)
@@ -174,6 +180,8 @@ REGISTRATIONS_WINDOW_SECONDS = env.float("REGISTRATIONS_WINDOW_SECONDS", default
 # Vote submissions per second and user, and the burst allowed above that rate.
 VOTE_RATE_PER_SECOND = env.int("VOTE_RATE_PER_SECOND", default=10)
 VOTE_RATE_BURST = env.int("VOTE_RATE_BURST", default=20)
+# How far ahead a poll's expires_at may be, days (422 past it).
+POLL_EXPIRY_MAX_DAYS = env.int("POLL_EXPIRY_MAX_DAYS", default=3650)
 # Reports of polls per user and hour (POST /api/poll/{id}/report); past it 429.
 REPORTS_PER_HOUR = env.int("REPORTS_PER_HOUR", default=20)
 # A poll reported by this many distinct users (open reports) leaves the public feed and
@@ -249,6 +257,9 @@ KAFKA_BOOTSTRAP_SERVERS = [
 KAFKA_VOTE_TOPIC = env.str("KAFKA_VOTE_TOPIC", default="vote-event")
 KAFKA_VOTE_TOPIC_PARTITIONS = env.int("KAFKA_VOTE_TOPIC_PARTITIONS", default=12)
 KAFKA_VOTE_TOPIC_REPLICATION = env.int("KAFKA_VOTE_TOPIC_REPLICATION", default=1)
+# The vote topic's min.insync.replicas when it is created with 3 replicas or more: a vote
+# is acknowledged (acks=all) once this many replicas have it (votes.broker.topic_configs).
+KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS = env.int("KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS", default=2)
 # A vote is answered 503 when the broker has not acknowledged it within this time.
 KAFKA_PRODUCE_TIMEOUT_SECONDS = env.float("KAFKA_PRODUCE_TIMEOUT_SECONDS", default=5.0)
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="feedapp-vote-consumer")
@@ -260,9 +271,22 @@ SSE_MAX_STREAMS_PER_PROCESS = env.int("SSE_MAX_STREAMS_PER_PROCESS", default=10_
 SSE_MAX_STREAMS_PER_USER = env.int("SSE_MAX_STREAMS_PER_USER", default=5)
 # A quiet stream gets a `: keepalive` comment this often, so proxies keep it open.
 SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
+# A stream asks again whether its viewer may still watch at least this often (and before
+# an update once AUTH_USER_CACHE_SECONDS passed); a ban, a revoked grant, a logout or an
+# expired token ends it with `access_revoked` (WebSocket: close code 4403).
+STREAM_RECHECK_SECONDS = env.float("STREAM_RECHECK_SECONDS", default=15.0)
+
+# --- Slow clients (feedapp.server.SlowClientGuard, the protocol production's uvicorn runs)
+# A connection whose request headers have not all arrived this long after it was made (or
+# after its next request began) is answered 408 and closed.
+HTTP_HEADER_TIMEOUT_SECONDS = env.float("HTTP_HEADER_TIMEOUT_SECONDS", default=10.0)
+# A connection whose request body has not all arrived this long after its headers is closed.
+HTTP_BODY_TIMEOUT_SECONDS = env.float("HTTP_BODY_TIMEOUT_SECONDS", default=30.0)
 
 # --- Service ----------------------------------------------------------------------------
 READY_CHECK_TIMEOUT_SECONDS = env.float("READY_CHECK_TIMEOUT_SECONDS", default=2.0)
+# How long one readiness answer serves every /api/ready (one evaluation at a time).
+READY_CACHE_SECONDS = env.float("READY_CACHE_SECONDS", default=1.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

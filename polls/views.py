@@ -16,18 +16,17 @@ from polls import services
 from polls.errors import PollNotFound
 from polls.rows import PollRow, UserGrantRow
 from polls.schemas import (
-    MAX_GRANTS_PER_REQUEST,
     CreatePollPayload,
     GetActivePollRolesRow,
     GetPollRow,
     GetPollsRow,
-    GiveAccessPayload,
+    Grants,
 )
 
 router = Router(tags=["polls"])
 
 PollId = Annotated[int, Path(ge=1, le=MAX_ID)]
-Grants = Annotated[list[GiveAccessPayload], Body(max_length=MAX_GRANTS_PER_REQUEST)]
+RolesBody = Annotated[Grants, Body()]
 
 
 # Routes for signed-in users pass SESSION_REQUIRED as ninja `auth`: it runs before the
@@ -119,7 +118,7 @@ async def list_roles(request: HttpRequest, poll_id: PollId) -> list[UserGrantRow
     summary="Grant roles on a poll",
     auth=SESSION_REQUIRED,
 )
-async def grant_roles(request: HttpRequest, poll_id: PollId, grants: Grants) -> list[int]:
+async def grant_roles(request: HttpRequest, poll_id: PollId, grants: RolesBody) -> list[int]:
     """Grant roles to users; answers the user ids that could not be granted."""
     return await services.do_grant_roles(
         poll_id, await require_user(request), [(g.role, g.user_id) for g in grants]

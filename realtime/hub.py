@@ -79,6 +79,9 @@ class Signal(enum.Enum):
     KEEPALIVE = "keepalive"  # nothing new for a while (produced by the waiting stream)
     POLL_DELETED = "poll_deleted"  # the poll is gone: say so, then end
     SHUTDOWN = "shutdown"  # the process is stopping: end
+    # The viewer may no longer watch (banned, logged out, token expired, grant revoked,
+    # poll no longer visible): say so, then end. Produced by the watching stream.
+    ACCESS_REVOKED = "access_revoked"
 
 
 _FINAL = (Signal.POLL_DELETED, Signal.SHUTDOWN)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from valkey.exceptions import ValkeyError
 
+from accounts.addresses import rate_limit_key
 from db.singletons import PerLoop
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
@@ -65,8 +66,9 @@ class Slot:
 
 
 def subject_for(user_id: int | None, address: str) -> str:
-    """Whom a stream counts against: the user, or the client address of anonymous callers."""
-    return f"user:{user_id}" if user_id is not None else f"address:{address}"
+    """Whom a stream counts against: the user, or the client address of anonymous callers
+    (an IPv6 client's /64, see accounts.addresses.rate_limit_key)."""
+    return f"user:{user_id}" if user_id is not None else f"address:{rate_limit_key(address)}"
 
 
 def lease_key(subject: str) -> str:

@@ -6,6 +6,7 @@ import functools
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
+from realtime.access import Viewer
 from realtime.hub import Hub, Signal, Update
 from realtime.watch import watch
 from votes.rows import PollCounts
@@ -13,6 +14,7 @@ from votes.rows import PollCounts
 CONTENT_TYPE = "text/event-stream"
 KEEPALIVE = b": keepalive\n\n"
 POLL_DELETED = b"event: poll_deleted\ndata: {}\n\n"
+ACCESS_REVOKED = b"event: access_revoked\ndata: {}\n\n"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -27,19 +29,21 @@ def render(item: Update | Signal) -> bytes:
         return vote_update_event(item)
     if item is Signal.POLL_DELETED:
         return POLL_DELETED
+    if item is Signal.ACCESS_REVOKED:
+        return ACCESS_REVOKED
     return KEEPALIVE
 
 
 async def event_stream(
     hub: Hub,
-    poll_id: int,
+    viewer: Viewer,
     initial: PollCounts,
     keepalive: float,
     on_end: Callable[[], None] = lambda: None,
 ) -> AsyncGenerator[bytes, None]:
     """The response body of a stream; `on_end` runs however it ends (also on disconnect)."""
     try:
-        async with aclosing(watch(hub, poll_id, initial, keepalive)) as items:
+        async with aclosing(watch(hub, viewer, initial, keepalive)) as items:
             async for item in items:
                 yield render(item)
     finally:

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponseBase
 from ninja import Path, Router
 
 from accounts.addresses import client_address
-from accounts.auth import optional_user
+from accounts.auth import optional_session
 from accounts.security import SESSION_OPTIONAL
 from db.ids import MAX_ID
 from feedapp.handler import ByteStreamResponse
@@ -19,12 +19,34 @@ from realtime.streams import open_watch
 
 router = Router(tags=["votes"])
 
+# Each event of the stream (OpenAPI before 3.2 describes a text/event-stream by the
+# schema of one event: its `event`, `id` and `data` fields).
+_EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["vote_update", "poll_deleted", "access_revoked"]},
+        "id": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "vote_update: the counts version (only grows)",
+        },
+        "data": {
+            "type": "string",
+            "description": (
+                "vote_update: the counts as JSON, as in GET /api/vote/{poll_id}; otherwise `{}`"
+            ),
+        },
+    },
+    "required": ["event", "data"],
+}
 _EVENTS_DOC = {
     "description": (
         "`vote_update` events (`id:` the counts version, `data:` the counts as in "
-        "GET /api/vote/{poll_id}), `: keepalive` comments, and `poll_deleted` before the end."
+        "GET /api/vote/{poll_id}), `: keepalive` comments, and `poll_deleted` or "
+        "`access_revoked` (the caller may no longer view the poll, or their session "
+        "ended) before the end."
     ),
-    "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+    "content": {CONTENT_TYPE: {"schema": _EVENT_SCHEMA}},
 }
 
 
@@ -39,11 +61,11 @@ async def stream_counts(
     request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
 ) -> HttpResponseBase:
     """The counts at once, then on every change; 404 when not viewable, 429 past a limit."""
-    watch = await open_watch(await optional_user(request), client_address(request), poll_id)
+    watch = await open_watch(await optional_session(request), client_address(request), poll_id)
     # Joining the hub happens in the body, whose `finally` is sure to run once it started;
     # a body that never starts drops the slot with it, which releases it (see limits.Slot).
     body = event_stream(
-        watch.hub, watch.poll_id, watch.counts, settings.SSE_KEEPALIVE_SECONDS, watch.close
+        watch.hub, watch.viewer, watch.counts, settings.SSE_KEEPALIVE_SECONDS, watch.close
     )
     response = ByteStreamResponse(body, content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-cache"

@@ -7,7 +7,9 @@ import logging
 from collections.abc import AsyncGenerator
 
 import psycopg
+from django.conf import settings
 
+from realtime.access import Viewer, next_check_at
 from realtime.hub import Hub, HubClosed, Signal, Update
 from votes.counts import read_counts
 from votes.rows import PollCounts
@@ -16,14 +18,20 @@ log = logging.getLogger(__name__)
 
 
 async def watch(
-    hub: Hub, poll_id: int, initial: PollCounts, keepalive: float
+    hub: Hub, viewer: Viewer, initial: PollCounts, keepalive: float
 ) -> AsyncGenerator[Update | Signal, None]:
-    """The counts now, then every newer version; KEEPALIVE when quiet; POLL_DELETED last.
+    """The counts now, then every newer version; KEEPALIVE when quiet; POLL_DELETED or
+    ACCESS_REVOKED last.
 
-    Ends without a word when the hub closes (process shutdown). Versions only grow: an
-    update at or below the last one sent is dropped. The client is unregistered however
-    the iteration ends (exhausted, closed or cancelled).
+    The viewer's right to watch is asked again at the latest every
+    STREAM_RECHECK_SECONDS, and before an update once the last answer is older than
+    AUTH_USER_CACHE_SECONDS; when it is gone, or the viewer's token expires, the stream
+    ends with ACCESS_REVOKED (realtime.access). Ends without a word when the hub closes
+    (process shutdown). Versions only grow: an update at or below the last one sent is
+    dropped. The client is unregistered however the iteration ends (exhausted, closed
+    or cancelled).
     """
+    poll_id = viewer.poll_id
     try:
         client = hub.join(poll_id)
     except HubClosed:
@@ -34,13 +42,34 @@ async def watch(
         yield first
         sent = first.version
         deadline = loop.time() + keepalive
+        recheck, fresh_for = settings.STREAM_RECHECK_SECONDS, settings.AUTH_USER_CACHE_SECONDS
+        checked_at = loop.time()
+        next_check = next_check_at(checked_at, recheck)
+        ends_at = loop.time() + viewer.seconds_left()
         # Counts published between reading `initial` and the subscription taking effect
         # reached nobody: read them again once the subscription is in place.
         await hub.subscribed(client)
         client.offer(await _current(poll_id, first))
         while True:
-            item = await client.next(max(0.0, deadline - loop.time()))
+            wake = min(deadline, next_check, ends_at)
+            item = await client.next(max(0.0, wake - loop.time()))
+            now = loop.time()
+            if now >= ends_at:
+                yield Signal.ACCESS_REVOKED
+                return
+            news = isinstance(item, Update) and item.version > sent
+            due = now >= next_check or (news and now - checked_at >= fresh_for)
+            if due and (item is None or isinstance(item, Update)):
+                allowed = await viewer.may_still_watch()
+                if allowed is False:
+                    yield Signal.ACCESS_REVOKED
+                    return
+                if allowed is not None:
+                    checked_at = now
+                next_check = next_check_at(loop.time(), recheck)
             if item is None:
+                if now < deadline:
+                    continue  # woken only to check
                 yield Signal.KEEPALIVE
             elif isinstance(item, Update):
                 if item.version <= sent:

@@ -4,7 +4,9 @@ Same view right, limits and hub as the SSE stream. Frames:
 `{"event": "vote_update", "id": <version>, "data": [{"vote_option_id", "vote_count"}, ...]}`
 and `{"event": "poll_deleted"}`. The connection is accepted, then closed with a code when
 refused: 4404 not viewable, 4429 past a stream limit, 1013 shutting down; after
-`poll_deleted` with 1000, on process shutdown with 1001. A foreign Origin is refused
+`poll_deleted` with 1000, on process shutdown with 1001, and with 4403 once the viewer
+may no longer watch (banned, logged out, token expired, no longer allowed to view the
+poll; see realtime.access). A foreign Origin is refused
 at the handshake (403), like the API's state-changing requests.
 """
 
@@ -23,7 +25,7 @@ from django.http.cookie import parse_cookie
 from django.urls import path, re_path
 
 from accounts.addresses import address_from
-from accounts.auth import COOKIE_NAME, user_from_token
+from accounts.auth import COOKIE_NAME, session_from_token
 from feedapp.errors import NotFound, ServiceError, TooManyRequests, Unavailable
 from realtime.hub import Signal, Update
 from realtime.streams import Watch, open_watch
@@ -34,6 +36,7 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_ACCESS_REVOKED = 4403
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY = 4429
 
@@ -60,22 +63,23 @@ def close_code(error: ServiceError) -> int:
     return CLOSE_POLICY_VIOLATION
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return bytes(value).decode("latin-1")
-    return ""
+def _headers(scope: dict[str, Any], name: bytes) -> list[str]:
+    """Every value of header `name`, in order (header names in ASGI scopes are lowercase)."""
+    return [
+        bytes(value).decode("latin-1") for key, value in scope.get("headers", []) if key == name
+    ]
 
 
 def scope_token(scope: dict[str, Any]) -> str | None:
     """The session token in the handshake's cookie, if any."""
-    return parse_cookie(_header(scope, b"cookie")).get(COOKIE_NAME)
+    # Several Cookie headers (HTTP/2 may split them) join with "; ".
+    return parse_cookie("; ".join(_headers(scope, b"cookie"))).get(COOKIE_NAME)
 
 
 def scope_address(scope: dict[str, Any]) -> str:
     """The client address of a WebSocket, as `accounts.addresses.client_address` reads it."""
     client = scope.get("client") or ("", 0)
-    return address_from(str(client[0]), _header(scope, b"x-forwarded-for"))
+    return address_from(str(client[0]), _headers(scope, b"x-forwarded-for"))
 
 
 class PollUpdatesConsumer(AsyncWebsocketConsumer):
@@ -88,9 +92,9 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
         # Accepted first: a refusal before accepting reaches the browser as a bare 403,
         # without the close code that says why.
         await self.accept()
-        user = await user_from_token(scope_token(self.scope))
+        session = await session_from_token(scope_token(self.scope))
         try:
-            watch = await open_watch(user, scope_address(self.scope), poll_id)
+            watch = await open_watch(session, scope_address(self.scope), poll_id)
         except ServiceError as error:
             await self.close(code=close_code(error))
             return
@@ -107,6 +111,9 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
                     elif item is Signal.POLL_DELETED:
                         await self.send(text_data=POLL_DELETED_FRAME)
                         await self.close(code=CLOSE_NORMAL)
+                        return
+                    elif item is Signal.ACCESS_REVOKED:
+                        await self.close(code=CLOSE_ACCESS_REVOKED)
                         return
             await self.close(code=CLOSE_GOING_AWAY)
         finally:

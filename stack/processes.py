@@ -25,11 +25,16 @@ def manage_command(*args: str) -> list[str]:
     return [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
 
 
+# httptools with deadlines for slow clients' request headers and bodies.
+HTTP_PROTOCOL = "feedapp.server:SlowClientGuard"
+
+
 def uvicorn_command(port: int, workers: int = 1, *extra: str) -> list[str]:
-    """uvicorn as production runs it (uvloop, httptools, no access log), on 127.0.0.1."""
+    """uvicorn as production runs it (uvloop, httptools with slow-client timeouts, no access
+    log), on 127.0.0.1."""
     return [
         sys.executable, "-m", "uvicorn", ASGI_APP, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--workers", str(workers), "--loop", "uvloop", "--http", HTTP_PROTOCOL, "--no-access-log",
         *extra,
     ]  # fmt: skip
 

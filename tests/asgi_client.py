@@ -92,30 +92,31 @@ async def asgi_request(
     path: str,
     chunks: list[bytes] | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    root_path: str = "",
 ) -> tuple[int, bytes]:
-    """One request straight through the ASGI app; its body sent in `chunks` without a
-    Content-Length (as chunked). The status and the whole body of the answer."""
-    chunks = chunks or [b""]
+    """One request straight through the ASGI app: its status and body.
+
+    The body goes as `chunks` without a Content-Length (as a chunked upload would);
+    `root_path` mounts the app below a prefix, as a server's --root-path does.
+    """
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": method,
         "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
+        "path": root_path + path,
+        "raw_path": (root_path + path).encode(),
+        "root_path": root_path,
         "query_string": b"",
-        "headers": [
-            (b"host", b"localhost"),
-            (b"content-type", b"application/json"),
-            *(headers or []),
-        ],
+        "headers": [(b"host", b"localhost"), *(headers or [])],
         "client": ("10.255.0.1", 50000),
         "server": ("localhost", 8000),
     }
+    parts = chunks or [b""]
     messages = [
-        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
-        for i, chunk in enumerate(chunks)
+        {"type": "http.request", "body": chunk, "more_body": i < len(parts) - 1}
+        for i, chunk in enumerate(parts)
     ]
     sent: list[dict[str, Any]] = []
 

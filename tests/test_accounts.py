@@ -125,11 +125,11 @@ INVALID_REGISTRATIONS = [
     ("username", "name@host", "string_pattern_mismatch"),
     ("username", 12345, "string_type"),
     ("username", None, "string_type"),
-    ("email", "not-an-email", "value_error"),
-    ("email", "no-dot@localhost", "value_error"),
-    ("email", "two@@example.com", "value_error"),
-    ("email", "space in@example.com", "value_error"),
-    ("email", "x@-bad-.example.com", "value_error"),
+    ("email", "not-an-email", "string_pattern_mismatch"),
+    ("email", "no-dot@localhost", "string_pattern_mismatch"),
+    ("email", "two@@example.com", "string_pattern_mismatch"),
+    ("email", "space in@example.com", "string_pattern_mismatch"),
+    ("email", "x@-bad-.example.com", "string_pattern_mismatch"),
     ("email", "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63, "string_too_long"),
     ("email", ["list@example.com"], "string_type"),
     ("password", "seven77", "string_too_short"),
@@ -177,8 +177,8 @@ async def test_missing_and_unknown_fields_are_422(
     [
         ({"username": "someone"}, "password", "missing"),
         ({"username": "", "password": "x"}, "username", "string_too_short"),
-        ({"username": "nul\x00byte", "password": "x"}, "username", "value_error"),
-        ({"username": "line\nbreak", "password": "x"}, "username", "value_error"),
+        ({"username": "nul\x00byte", "password": "x"}, "username", "string_pattern_mismatch"),
+        ({"username": "line\nbreak", "password": "x"}, "username", "string_pattern_mismatch"),
         ({"username": "u" * 255, "password": "x"}, "username", "string_too_long"),
         ({"username": "someone", "password": "p" * 129}, "password", "string_too_long"),
         ({"username": "someone", "password": "x", "remember": True}, "remember", "extra_forbidden"),
@@ -264,16 +264,21 @@ async def test_oversized_body_is_413() -> None:
     assert small.status_code == 413
 
 
+async def _asgi_post(path: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    """POST `chunks` straight through the ASGI app, without a Content-Length (as chunked)."""
+    return await asgi_request("POST", path, chunks, [(b"content-type", b"application/json")])
+
+
 async def test_oversized_body_without_length_is_413() -> None:
     chunk = b" " * 16384
-    status, body = await asgi_request("POST", LOGIN, [b"{", *[chunk] * 5, b"}"])
+    status, body = await _asgi_post(LOGIN, [b"{", *[chunk] * 5, b"}"])
     assert status == 413
     assert json.loads(body) == {
         "detail": f"Request body larger than {settings.REQUEST_BODY_LIMIT_BYTES} bytes"
     }
 
     # A small body without a length is read and handled normally.
-    status, body = await asgi_request("POST", LOGIN, [b'{"username": ', b'"x"}'])
+    status, body = await _asgi_post(LOGIN, [b'{"username": ', b'"x"}'])
     assert status == 422
     assert json.loads(body)["detail"][0]["loc"][-1] == "password"
 
@@ -298,8 +303,13 @@ async def test_boundary_values_are_accepted() -> None:
 async def test_openapi_documents_the_accounts_routes(api) -> None:
     schema = (await api.get("/api/openapi.json")).json()
     paths = schema["paths"]
-    assert set(paths["/api/user/register"]["post"]["responses"]) == {"201", "409", "422", "429"}
-    assert set(paths["/api/user/login"]["post"]["responses"]) == {"204", "401", "422", "429"}
+    body_errors = {"400", "413", "415", "422"}
+    assert set(paths["/api/user/register"]["post"]["responses"]) == {"201", "409", "429"} | (
+        body_errors
+    )
+    assert set(paths["/api/user/login"]["post"]["responses"]) == {"204", "401", "429"} | (
+        body_errors
+    )
     assert "/api/user/logout" in paths
     assert set(paths["/api/user/me"]["get"]["responses"]) == {"200", "401"}
     components = schema["components"]["schemas"]

@@ -162,7 +162,11 @@ async def test_a_ban_in_the_admin_ends_the_session_and_the_votes() -> None:
 
         response = await root.client.action(USERS, "reactivate", [info["id"]])
         assert response.status_code == 302
-        assert await eventually(me, 200, within=delay) == 200
+        # The ban ended the old session for good; signing in again works.
+        assert await me() == 401
+        body = {"username": identity["username"], "password": identity["password"]}
+        assert (await victim.post_json("/api/user/login", body)).status_code == 204
+        assert await me() == 200
         assert await submit_vote(victim, poll.id, poll.option_ids[1]) == 201
 
     lines = await admin_log("accounts", "user", info["id"])

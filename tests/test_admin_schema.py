@@ -113,7 +113,8 @@ def test_a_table_that_disagrees_is_caught() -> None:
             CREATE TEMPORARY TABLE "user" (
                 id bigint PRIMARY KEY, username text NOT NULL UNIQUE, email citext,
                 password text NOT NULL, is_active boolean NOT NULL, is_staff boolean NOT NULL,
-                is_superuser boolean NOT NULL, last_login timestamptz, nickname text
+                is_superuser boolean NOT NULL, last_login timestamptz, nickname text,
+                session_generation integer NOT NULL
             )
             """
         )

@@ -13,6 +13,9 @@ from django.core import signals
 from tests.asgi_client import asgi_request
 
 
+JSON = [(b"content-type", b"application/json")]
+
+
 @pytest.fixture
 def thread_hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every callable handed to a thread pool (asgiref's sync_to_async uses one)."""
@@ -41,11 +44,11 @@ async def test_api_requests_hand_nothing_to_a_thread(
     thread_hops: list[str], method: str, path: str, chunks: list[bytes] | None, status: int
 ) -> None:
     # Once, so that pools, clients and caches made on first use are there.
-    await asgi_request(method, path, chunks)
+    await asgi_request(method, path, chunks, JSON)
     thread_hops.clear()
     threads = threading.active_count()
 
-    answered, _ = await asgi_request(method, path, chunks)
+    answered, _ = await asgi_request(method, path, chunks, JSON)
 
     assert answered == status
     assert thread_hops == []

@@ -74,6 +74,8 @@ SESSION: list[dict[str, list[str]]] = [{"SessionCookie": []}]
 SESSION_OR_ANONYMOUS: list[dict[str, list[str]]] = [{"SessionCookie": []}, {}]
 NEEDS_SESSION = {
     "read_users_me",
+    "logout_everywhere",
+    "change_password",
     "create_poll",
     "delete_poll_by_id",
     "get_poll_roles",

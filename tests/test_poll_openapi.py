@@ -10,7 +10,14 @@ async def test_poll_routes_and_shapes_are_documented(api) -> None:
     assert set(paths["/api/poll/all"]) == {"get"}
     assert set(paths["/api/poll/{poll_id}"]) == {"get", "delete"}
     assert set(paths["/api/poll/{poll_id}/roles"]) == {"get", "post"}
-    assert set(paths["/api/poll/create"]["post"]["responses"]) == {"201", "401", "422"}
+    assert set(paths["/api/poll/create"]["post"]["responses"]) == {
+        "201",
+        "400",
+        "401",
+        "413",
+        "415",
+        "422",
+    }
     assert set(paths["/api/poll/{poll_id}"]["delete"]["responses"]) == {
         "204",
         "401",

@@ -255,7 +255,6 @@ async def test_grant_roles_reports_what_could_not_be_granted(api) -> None:
             {"role": "viewer", "user_id": alice.id},
             {"role": "voter", "user_id": unknown},
             {"role": "creator", "user_id": bob.id},
-            {"role": "viewer", "user_id": alice.id},
         ],
         content_type="application/json",
     )

@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from db.pool import connection
+from realtime.access import Viewer
 from realtime.hub import Client, Hub, Signal, Update, decode_message
 from realtime.sse import KEEPALIVE, POLL_DELETED, event_stream
 from realtime.watch import watch
@@ -193,7 +194,7 @@ async def test_a_slow_reader_gets_the_latest_counts_not_a_backlog(hub, valkey_cl
     a, b = poll.option_ids
     initial = await counts_now(poll.id)
     assert initial is not None
-    stream = event_stream(hub, poll.id, initial, keepalive=0.5)
+    stream = event_stream(hub, Viewer(poll.id, None), initial, keepalive=0.5)
     try:
         first = decode(await anext(stream))
         assert (first.name, first.id) == ("vote_update", initial.version)
@@ -225,7 +226,7 @@ async def test_versions_never_go_back(hub) -> None:
     poll = await make_poll(await make_user(), options=1)
     initial = await counts_now(poll.id)
     assert initial is not None
-    items = watch(hub, poll.id, initial, keepalive=0.5)
+    items = watch(hub, Viewer(poll.id, None), initial, keepalive=0.5)
     try:
         assert await anext(items) == Update.from_counts(initial)
         hub.deliver(poll.id, update(initial.version + 5))
@@ -245,7 +246,7 @@ async def test_subscriptions_are_counted_by_local_clients(hub, valkey_client) ->
     second_poll = await make_poll(await make_user())
     polls = [first_poll.id, second_poll.id]
     counts = {poll_id: await counts_now(poll_id) for poll_id in polls}
-    watches = [watch(hub, poll_id, counts[poll_id], 30) for poll_id in polls + polls]
+    watches = [watch(hub, Viewer(poll_id, None), counts[poll_id], 30) for poll_id in polls + polls]
     for items in watches:
         await anext(items)
     assert hub.stats().clients == 4
@@ -273,7 +274,7 @@ async def test_a_thousand_streams_opened_and_dropped_leave_nothing_behind(
     before = {task for task in asyncio.all_tasks() if not task.done()}
 
     streams = [
-        event_stream(hub, poll.id, initial[poll.id], keepalive=60)
+        event_stream(hub, Viewer(poll.id, None), initial[poll.id], keepalive=60)
         for poll in polls
         for _ in range(100)
     ]
@@ -321,8 +322,12 @@ async def _next(stream):
 async def test_poll_deleted_ends_the_polls_streams_only(hub, valkey_client) -> None:
     creator = await make_user()
     doomed, other = await make_poll(creator), await make_poll(creator)
-    doomed_stream = event_stream(hub, doomed.id, await counts_now(doomed.id), keepalive=30)
-    other_stream = event_stream(hub, other.id, await counts_now(other.id), keepalive=0.2)
+    doomed_stream = event_stream(
+        hub, Viewer(doomed.id, None), await counts_now(doomed.id), keepalive=30
+    )
+    other_stream = event_stream(
+        hub, Viewer(other.id, None), await counts_now(other.id), keepalive=0.2
+    )
     await anext(doomed_stream)
     await anext(other_stream)
     await wait_stat(hub, "subscriptions", 2)
@@ -340,7 +345,7 @@ async def test_poll_deleted_ends_the_polls_streams_only(hub, valkey_client) -> N
 async def test_closing_the_hub_ends_every_stream_and_refuses_new_ones(hub) -> None:
     poll = await make_poll(await make_user())
     initial = await counts_now(poll.id)
-    streams = [event_stream(hub, poll.id, initial, keepalive=30) for _ in range(3)]
+    streams = [event_stream(hub, Viewer(poll.id, None), initial, keepalive=30) for _ in range(3)]
     for stream in streams:
         await anext(stream)
     pulls = [asyncio.create_task(_next(stream)) for stream in streams]
@@ -349,7 +354,7 @@ async def test_closing_the_hub_ends_every_stream_and_refuses_new_ones(hub) -> No
     results = await asyncio.gather(*pulls, return_exceptions=True)
     assert all(isinstance(result, StopAsyncIteration) for result in results)
     assert hub.stats().clients == 0
-    late = event_stream(hub, poll.id, initial, keepalive=30)
+    late = event_stream(hub, Viewer(poll.id, None), initial, keepalive=30)
     with pytest.raises(StopAsyncIteration):
         await anext(late)
 
@@ -361,7 +366,7 @@ async def test_after_a_valkey_restart_streams_get_fresh_counts_from_postgresql(
     poll = await make_poll(await make_user(), options=2)
     a, b = poll.option_ids
     initial = await counts_now(poll.id)
-    items = watch(hub, poll.id, initial, keepalive=0.5)
+    items = watch(hub, Viewer(poll.id, None), initial, keepalive=0.5)
     try:
         assert await anext(items) == Update.from_counts(initial)
         assert await anext(items) is Signal.KEEPALIVE  # subscribed, counts checked again

@@ -205,7 +205,17 @@ async def test_the_route_is_in_the_openapi_schema(api) -> None:
     schema = (await api.get("/api/openapi.json")).json()
     operation = schema["paths"]["/api/poll/{poll_id}/report"]["post"]
     assert operation["operationId"] == "report_poll"
-    assert set(operation["responses"]) == {"202", "401", "404", "409", "422", "429"}
+    assert set(operation["responses"]) == {
+        "202",
+        "400",
+        "401",
+        "404",
+        "409",
+        "413",
+        "415",
+        "422",
+        "429",
+    }
     components = schema["components"]["schemas"]
     assert components["ReportPollPayload"]["properties"]["reason"]["enum"] == [
         "spam",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 
@@ -54,14 +55,73 @@ def cluster_answers(timeout: float, servers: list[str] | None = None) -> bool:
         admin.close()
 
 
-def ensure_topic(name: str, partitions: int, replication_factor: int) -> bool:
-    """Create the topic if missing; True when this call created it."""
+class ClusterProbe:
+    """Asks the cluster for its metadata, reusing one admin client between calls (made
+    again after a failure). For one caller at a time (e.g. a single-thread executor)."""
+
+    def __init__(self, servers: list[str] | None = None) -> None:
+        self._servers = servers
+        self._admin: KafkaAdminClient | None = None
+
+    def answers(self, timeout: float) -> bool:
+        """True when the cluster answers a metadata request within about `timeout` seconds."""
+        try:
+            if self._admin is None:
+                self._admin = admin_client(timeout, self._servers)
+            self._admin.describe_cluster()
+            return True
+        except (KafkaError, OSError, ValueError) as exc:
+            log.info("kafka probe failed: %r", exc)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+
+def topic_configs(
+    replication_factor: int, min_insync_replicas: int | None = None
+) -> dict[str, str]:
+    """The configs a new topic is created with: `min.insync.replicas`, so that `acks=all`
+    means "written to at least that many replicas" and not "to whichever are in sync,
+    maybe only the leader".
+
+    Without an explicit value: KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS (2) once there are
+    3 replicas or more, so one broker may fail and writes go on; with fewer replicas the
+    broker's default (1), since 2 of 2 would stop writes whenever one broker is down.
+    """
+    if min_insync_replicas is None:
+        if replication_factor < 3:
+            return {}
+        min_insync_replicas = settings.KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS
+    if not 1 <= min_insync_replicas <= replication_factor:
+        raise ValueError(
+            f"min.insync.replicas {min_insync_replicas} does not fit {replication_factor} replicas"
+        )
+    return {"min.insync.replicas": str(min_insync_replicas)}
+
+
+def ensure_topic(
+    name: str, partitions: int, replication_factor: int, min_insync_replicas: int | None = None
+) -> bool:
+    """Create the topic if missing (configs: `topic_configs`); True when this call created it."""
+    configs = topic_configs(replication_factor, min_insync_replicas)
     admin = admin_client()
     try:
         admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)]
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    topic_configs=configs,
+                )
+            ]
         )
-        log.info("created topic %s with %d partitions", name, partitions)
+        log.info("created topic %s with %d partitions, configs %s", name, partitions, configs)
         return True
     except TopicAlreadyExistsError:
         return False

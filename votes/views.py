@@ -12,12 +12,13 @@ from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
 from feedapp.rendering import dumps, raw_json_answer
-from feedapp.schemas import Detail, HTTPValidationError
+from feedapp.schemas import JSON_INTEGER, Detail, HTTPValidationError
 from votes.services import do_submit_vote, get_visible_counts_json
 
 router = Router(tags=["votes"])
 
-Id = Annotated[int, Field(gt=0, le=MAX_ID)]
+# `true` or "7" in a body is not an id.
+Id = Annotated[int, Field(gt=0, le=MAX_ID), JSON_INTEGER]
 
 
 # Class names are the OpenAPI component names; `VotePayload` and `GetVoteCountsRow` are the
@@ -57,6 +58,7 @@ class GetVoteCountsRow(Schema):
     },
     operation_id="submit_vote",
     summary="Submit or change a vote",
+    # Before the body is validated: anonymous callers always get 401.
     auth=SESSION_REQUIRED,
 )
 async def submit_vote(request: HttpRequest, body: VotePayload) -> HttpResponse:
