@@ -217,7 +217,10 @@ def wait_for_votes(server: WebServer, cookie: str, poll: tuple[int, list[int]]) 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         request = urllib.request.Request(  # noqa: S310
-            f"{server.url}/api/vote/submit", body, {"Cookie": cookie}, method="POST"
+            f"{server.url}/api/vote/submit",
+            body,
+            {"Cookie": cookie, "Content-Type": "application/json"},
+            method="POST",
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (loopback)
