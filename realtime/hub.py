@@ -190,7 +190,16 @@ _wakeups: PerLoop[_Wakeups] = PerLoop(_Wakeups)
 class Client:
     """One local stream's mailbox: at most one pending item, the latest; an end is final."""
 
-    __slots__ = ("_armed", "_deadline", "_deadlines", "_item", "_queued", "_waiter", "poll_id")
+    __slots__ = (
+        "_armed",
+        "_deadline",
+        "_deadlines",
+        "_item",
+        "_offered",
+        "_queued",
+        "_waiter",
+        "poll_id",
+    )
 
     def __init__(self, poll_id: int) -> None:
         self.poll_id = poll_id
@@ -200,6 +209,7 @@ class Client:
         self._armed = False
         self._deadlines: _Deadlines | None = None  # its loop's, from its first wait on
         self._queued = False  # waiting to be woken (_Wakeups)
+        self._offered = -1  # the newest counts version offered so far
 
     @property
     def pending(self) -> Update | Signal | None:
@@ -211,12 +221,10 @@ class Client:
         current = self._item
         if current in _FINAL:
             return
-        if (
-            isinstance(item, Update)
-            and isinstance(current, Update)
-            and current.version >= item.version
-        ):
-            return
+        if isinstance(item, Update):
+            if item.version <= self._offered:
+                return  # pending, or already read: the stream has it or newer
+            self._offered = item.version
         self._item = item
         waiter = self._waiter
         if waiter is not None and not waiter.done() and not self._queued:
@@ -252,6 +260,9 @@ class _Poll:
     # Its clients may hold counts older than what was published: resync once subscribed.
     stale: bool = False
     deleted: bool = False
+    # The newest counts delivered, and whether a round of offering them is under way.
+    latest: Update | None = None
+    fanning: bool = False
 
 
 @dataclass(eq=False)
@@ -398,8 +409,39 @@ class Hub:
         poll = self._polls.get(poll_id)
         if poll is None or poll.deleted:
             return
-        for client in poll.clients:
-            client.offer(item)
+        if not isinstance(item, Update) or len(poll.clients) <= WAKE_BATCH:
+            for client in poll.clients:
+                client.offer(item)
+            return
+        if poll.latest is None or item.version > poll.latest.version:
+            poll.latest = item
+        if not poll.fanning:
+            poll.fanning = True
+            self._fan_out(poll, list(poll.clients), 0, poll.latest.version)
+
+    def _fan_out(self, poll: _Poll, clients: list[Client], start: int, since: int) -> None:
+        """Offer a poll's newest counts to its clients, WAKE_BATCH per turn of the loop.
+
+        A busy poll publishes versions faster than thousands of streams can be written
+        (bench.hot_poll: 20 a second for 10,000 streams). Offering each version to every
+        client cost as much as the writes; instead, rounds go over the clients offering
+        whatever is newest when each client's turn comes, and a round that saw a newer
+        version arrive is followed by another. So the work per version is constant and
+        each stream gets the newest counts once per round.
+        """
+        assert poll.latest is not None
+        latest = poll.latest
+        end = start + WAKE_BATCH
+        for client in clients[start:end]:
+            client.offer(latest)
+        loop = asyncio.get_running_loop()
+        if end < len(clients):
+            loop.call_soon(self._fan_out, poll, clients, end, since)
+        elif latest.version > since and not poll.deleted and poll.clients:
+            # Clients offered early in this round got an older version: another round.
+            loop.call_soon(self._fan_out, poll, list(poll.clients), 0, latest.version)
+        else:
+            poll.fanning = False
 
     def _on_message(self, channel: bytes, data: bytes) -> None:
         poll_id = pubsub.channel_poll_id(channel)

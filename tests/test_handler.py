@@ -12,7 +12,6 @@ from django.core import signals
 
 from tests.asgi_client import asgi_request
 
-
 JSON = [(b"content-type", b"application/json")]
 
 

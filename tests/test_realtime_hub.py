@@ -169,6 +169,32 @@ async def test_an_update_wakes_many_streams_in_turns_with_other_work() -> None:
     assert other_ran_at[0] < len(clients)
 
 
+async def test_a_busy_poll_fans_out_the_newest_counts_in_rounds(hub) -> None:
+    clients = [hub.join(1) for _ in range(1000)]
+    try:
+        for version in range(1, 51):  # faster than any round over 1,000 clients
+            hub.deliver(1, update(version))
+
+        async def newest(client: Client) -> list[int]:
+            seen = [(await client.next(within=5)).version]  # type: ignore[union-attr]
+            while seen[-1] != 50:
+                seen.append((await client.next(within=5)).version)  # type: ignore[union-attr]
+            return seen
+
+        received = await asyncio.gather(*(newest(client) for client in clients))
+        # Each got the newest; the first turn's few may have had the first version before.
+        assert all(seen in ([50], [1, 50]) for seen in received)
+        assert sum(seen == [50] for seen in received) >= len(clients) - 200
+        # Nothing older is left behind for anyone.
+        assert all(client.pending is None for client in clients)
+        hub.deliver(1, update(49))
+        await asyncio.sleep(0.05)
+        assert all(client.pending is None for client in clients)
+    finally:
+        for client in clients:
+            hub.leave(client)
+
+
 def test_messages_are_checked_when_decoded() -> None:
     decoded = decode_message(updates_channel(7), message(7, 4, [(11, 3), (12, 0)]))
     assert decoded == Update(
