@@ -274,6 +274,16 @@ async def vote_load(
     return sent, refused, time.monotonic() - began
 
 
+def counts_now(database_url: str, poll_id: int) -> Any:
+    """The poll's counts in PostgreSQL (a plain connection: no event loop, no pool)."""
+    import psycopg
+
+    from votes.counts import read_counts_sync
+
+    with psycopg.connect(database_url) as conn:
+        return read_counts_sync(conn, [poll_id])[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=10_000)
@@ -309,7 +319,6 @@ def main() -> None:
     from django.conf import settings
 
     from votes import broker, pubsub
-    from votes.counts import read_counts_many
 
     broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
     poll, cookies = asyncio.run(prepare(args.voters))
@@ -350,12 +359,12 @@ def main() -> None:
         )
         cpu_load = cpu_seconds(pids) - cpu_before
         rss_peak = rss_kib(pid)
-        # Until the consumer has applied everything: the cached version stops moving.
-        final = asyncio.run(read_counts_many([poll.id]))[0]
+        # Until the consumer has applied everything: the counts version stops moving.
+        final = counts_now(settings.DATABASE_URL, poll.id)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             time.sleep(2)
-            latest = asyncio.run(read_counts_many([poll.id]))[0]
+            latest = counts_now(settings.DATABASE_URL, poll.id)
             if latest.version == final.version:
                 break
             final = latest
