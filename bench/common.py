@@ -8,11 +8,15 @@ with `python manage.py dbmate up`); FEEDAPP_STACK_PORT_OFFSET is honoured.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.process
 import os
 import re
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,6 +55,28 @@ def setup_django(profile_name: str, extra: dict[str, str] | None = None) -> None
     import django
 
     django.setup()
+
+
+def fork_stream_clients(
+    target: Callable[[Connection, int, int], None], streams: int, processes: int, in_flight: int
+) -> tuple[list[Connection], list[multiprocessing.process.BaseProcess]]:
+    """Client processes that will open `streams` streams between them (`target(pipe,
+    count, in_flight)` each), forked now: before Django, pools and threads exist in this
+    process. Checks the open-file limit first. Returns this side's pipes and the processes."""
+    limit = raise_fd_limit()
+    if limit < streams + 1000:
+        raise SystemExit(f"open-file limit {limit} is too low for {streams} streams")
+    ctx = multiprocessing.get_context("fork")
+    pipes = [ctx.Pipe() for _ in range(processes)]
+    share = [streams // processes] * processes
+    share[0] += streams - sum(share)
+    procs: list[multiprocessing.process.BaseProcess] = [
+        ctx.Process(target=target, args=(child, count, in_flight), daemon=True)
+        for (_, child), count in zip(pipes, share, strict=True)
+    ]
+    for proc in procs:
+        proc.start()
+    return [parent for parent, _ in pipes], procs
 
 
 async def make_user(prefix: str) -> Any:

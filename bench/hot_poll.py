@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import re
 import subprocess
@@ -44,10 +43,10 @@ from typing import Any, cast
 from bench.common import (
     RESULTS_DIR,
     cpu_seconds,
+    fork_stream_clients,
     machine,
     make_user,
     process_tree,
-    raise_fd_limit,
     rss_kib,
     setup_django,
     stack_env,
@@ -295,20 +294,9 @@ def main() -> None:
     parser.add_argument("--profile", default="bench", help="stack profile to run against")
     args = parser.parse_args()
 
-    limit = raise_fd_limit()
-    if limit < args.streams + 1000:
-        raise SystemExit(f"open-file limit {limit} is too low for {args.streams} streams")
-    # The clients are forked before Django, pools and threads exist in this process.
-    ctx = multiprocessing.get_context("fork")
-    pipes = [ctx.Pipe() for _ in range(args.client_processes)]
-    share = [args.streams // args.client_processes] * args.client_processes
-    share[0] += args.streams - sum(share)
-    procs = [
-        ctx.Process(target=client_process, args=(child, count, args.in_flight), daemon=True)
-        for (_, child), count in zip(pipes, share, strict=True)
-    ]
-    for proc in procs:
-        proc.start()
+    pipes, procs = fork_stream_clients(
+        client_process, args.streams, args.client_processes, args.in_flight
+    )
 
     topic = f"bench-hot-{uuid.uuid4().hex[:8]}"
     extra = {"KAFKA_VOTE_TOPIC": topic}
@@ -344,9 +332,9 @@ def main() -> None:
         asyncio.run(vote_load(server.port, poll, cookies[:1], 1, 1, 1))
         rss_before = rss_kib(pid)
         began = time.monotonic()
-        for parent, _ in pipes:
+        for parent in pipes:
             parent.send((server.port, poll.id))
-        for parent, _ in pipes:
+        for parent in pipes:
             if not parent.poll(600) or parent.recv()[0] != "ready":
                 raise SystemExit("a client process did not open its streams")
         opened = time.monotonic() - began
@@ -371,9 +359,9 @@ def main() -> None:
         time.sleep(3)  # the last update reaches the streams
         published = publications.stop()
         reports = []
-        for parent, _ in pipes:
+        for parent in pipes:
             parent.send(published)
-        for parent, _ in pipes:
+        for parent in pipes:
             if not parent.poll(600):
                 raise SystemExit("a client process did not report")
             reports.append(parent.recv())
