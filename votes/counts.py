@@ -9,10 +9,10 @@ eviction) is rebuilt from PostgreSQL on the next read.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+import orjson
 import psycopg
 import valkey
 import valkey.asyncio as avalkey
@@ -22,6 +22,7 @@ from valkey.exceptions import ValkeyError
 from db.pool import autocommit_connection
 from db.sql import fetch_all, fetch_one, queries
 from db.valkey import LuaScript, get_async_valkey
+from feedapp.rendering import dumps
 from votes import pubsub
 from votes.rows import PollCounts
 
@@ -39,7 +40,7 @@ def _script_args(counts: PollCounts, publish: bool) -> list[Any]:
     channel, message = pubsub.encode(counts) if publish else ("", "")
     return [
         counts.version,
-        json.dumps(counts.as_list(), separators=(",", ":")),
+        dumps(counts.as_list()),
         settings.COUNTS_CACHE_TTL_SECONDS,
         channel,
         message,
@@ -75,7 +76,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
             counts_key(poll_id), ["version", "counts"]
         )
         if version is not None and data is not None:
-            pairs = json.loads(data)
+            pairs = orjson.loads(data)
             return PollCounts(
                 poll_id,
                 int(version),
@@ -85,6 +86,27 @@ async def read_counts(poll_id: int) -> PollCounts | None:
     except (ValkeyError, OSError) as exc:
         log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
         client = None
+    return await _rebuild(poll_id, client)
+
+
+async def read_counts_json(poll_id: int) -> bytes | None:
+    """The poll's counts as the API's JSON list (GET /api/vote/{id}), straight from the
+    cache, which holds them in that shape; rebuilt from PostgreSQL on a miss; None if no
+    poll."""
+    client: avalkey.Valkey | None = get_async_valkey()
+    try:
+        data = await client.hget(counts_key(poll_id), "counts")  # type: ignore[misc, union-attr]
+        if data is not None:
+            return bytes(data)
+    except (ValkeyError, OSError) as exc:
+        log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
+        client = None
+    counts = await _rebuild(poll_id, client)
+    return dumps(counts.as_list()) if counts is not None else None
+
+
+async def _rebuild(poll_id: int, client: avalkey.Valkey | None) -> PollCounts | None:
+    """The counts from PostgreSQL, put back into the cache (when it is reachable)."""
     async with autocommit_connection() as conn:
         counts = await fetch_one(conn, Q["poll_counts"], {"poll_ids": [poll_id]}, PollCounts)
     if counts is not None and client is not None:
