@@ -4,13 +4,21 @@ Claims: `sub` (the user id), `iat`, `exp`, `sid` (the session: kept when the tok
 renewed, so that revoking it ends every renewed copy too) and `gen` (the user's session
 generation when the session began: bumping it ends all of a user's sessions at once).
 accounts.users.get_session_user checks the last two against the database.
+
+Each distinct token is verified once per process: its claims are kept (a bounded LRU
+keyed by the exact token string) and only its expiry is checked again on later uses.
+Whether the session still holds (the user exists, is not banned, the session was not
+revoked, its generation is current) is asked on every use, with the caches of
+accounts.users, so a cached token never outlives a ban, a logout or a revocation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import jwt
@@ -20,6 +28,9 @@ from db.ids import MAX_ID_DIGITS
 
 ALGORITHM = "HS256"
 _SESSION_ID = re.compile(r"[0-9a-f]{32}")
+# Verified tokens kept per process. A valid token can only be made with the key, so
+# only a server's own tokens take room here; a full cache forgets the least recently used.
+VERIFIED_TOKENS_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -55,15 +66,67 @@ def issue_token(
     return jwt.encode(payload, settings.JWT_SECRET_KEY, algorithm=ALGORITHM)
 
 
+class _VerifiedTokens:
+    """Tokens whose signature and claims were verified, with their claims (bounded LRU).
+
+    A token's claims never change, and of the checks PyJWT makes only expiry depends on
+    the time (a token issued in the future is refused before it gets here, and only
+    grows older), so a cached token is valid exactly while `exp` is ahead of the clock:
+    read_token checks that on every use.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._claims: OrderedDict[str, Claims] = OrderedDict()
+        self._key: str | None = None
+
+    def get(self, token: str, key: str) -> Claims | None:
+        if key != self._key:  # another key (tests override it): nothing verified holds
+            self._claims.clear()
+            self._key = key
+            return None
+        claims = self._claims.get(token)
+        if claims is None:
+            return None
+        # KeyError: forgotten meanwhile by another thread; the claims still hold.
+        with contextlib.suppress(KeyError):
+            self._claims.move_to_end(token)
+        return claims
+
+    def forget(self, token: str) -> None:
+        self._claims.pop(token, None)
+
+    def put(self, token: str, claims: Claims) -> None:
+        self._claims[token] = claims
+        while len(self._claims) > self.size:
+            self._claims.popitem(last=False)
+
+
+_verified = _VerifiedTokens(VERIFIED_TOKENS_MAX)
+
+
 def read_token(token: str) -> Claims | None:
     """The token's claims if it is well-formed, signed with our key by HS256 and unexpired.
 
     Whether its session is still valid is a question for the database (see the module).
     """
+    key = settings.JWT_SECRET_KEY
+    claims = _verified.get(token, key)
+    if claims is None:
+        claims = _verify(token, key)
+        if claims is not None:
+            _verified.put(token, claims)
+    elif claims.expires_at <= time.time():  # as PyJWT decides: expired at `exp`
+        _verified.forget(token)
+        return None
+    return claims
+
+
+def _verify(token: str, key: str) -> Claims | None:
     try:
         payload = jwt.decode(
             token,
-            settings.JWT_SECRET_KEY,
+            key,
             algorithms=[ALGORITHM],  # pins the algorithm: `none` and others are refused
             options={"require": ["sub", "iat", "exp", "sid", "gen"]},
         )

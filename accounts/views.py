@@ -17,6 +17,7 @@ from accounts.services import (
     do_logout,
     do_register_user,
 )
+from feedapp.rendering import json_answer
 from feedapp.schemas import Detail, HTTPValidationError
 
 router = Router(tags=["accounts"])
@@ -109,7 +110,7 @@ async def change_password(
     summary="Current user",
     auth=SESSION_REQUIRED,
 )
-async def me(request: HttpRequest) -> UserInfo:
+async def me(request: HttpRequest) -> HttpResponse:
     """The signed-in user."""
     user = await require_user(request)
-    return UserInfo(id=user.id, username=user.username, email=user.email)
+    return json_answer({"id": user.id, "username": user.username, "email": user.email})

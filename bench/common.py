@@ -8,17 +8,22 @@ with `python manage.py dbmate up`); FEEDAPP_STACK_PORT_OFFSET is honoured.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.process
 import os
 import re
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
 from stack.processes import WebServer, free_port, start_web_server, uvicorn_command
 from stack.profiles import PROJECT_ROOT, get_profile
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
 
@@ -52,6 +57,28 @@ def setup_django(profile_name: str, extra: dict[str, str] | None = None) -> None
     django.setup()
 
 
+def fork_stream_clients(
+    target: Callable[[Connection, int, int], None], streams: int, processes: int, in_flight: int
+) -> tuple[list[Connection], list[multiprocessing.process.BaseProcess]]:
+    """Client processes that will open `streams` streams between them (`target(pipe,
+    count, in_flight)` each), forked now: before Django, pools and threads exist in this
+    process. Checks the open-file limit first. Returns this side's pipes and the processes."""
+    limit = raise_fd_limit()
+    if limit < streams + 1000:
+        raise SystemExit(f"open-file limit {limit} is too low for {streams} streams")
+    ctx = multiprocessing.get_context("fork")
+    pipes = [ctx.Pipe() for _ in range(processes)]
+    share = [streams // processes] * processes
+    share[0] += streams - sum(share)
+    procs: list[multiprocessing.process.BaseProcess] = [
+        ctx.Process(target=target, args=(child, count, in_flight), daemon=True)
+        for (_, child), count in zip(pipes, share, strict=True)
+    ]
+    for proc in procs:
+        proc.start()
+    return [parent for parent, _ in pipes], procs
+
+
 async def make_user(prefix: str) -> Any:
     """A new active user with a unique name and no usable password (Django set up first)."""
     import uuid
@@ -66,11 +93,14 @@ async def make_user(prefix: str) -> Any:
         return await fetch_one(conn, queries("accounts")["create_user"], params, UserRow)
 
 
-def start_uvicorn(env: dict[str, str], workers: int, log: Path) -> WebServer:
-    """uvicorn as production runs it (stack.processes), quieter and with a deep backlog."""
+def start_uvicorn(
+    env: dict[str, str], workers: int, log: Path, checkout: Path = PROJECT_ROOT
+) -> WebServer:
+    """uvicorn as production runs it (stack.processes), quieter and with a deep backlog;
+    `checkout` is the source tree it serves (another revision's, to compare with)."""
     port = free_port()
     command = uvicorn_command(port, workers, "--log-level", "warning", "--backlog", "4096")
-    return start_web_server(command, port, log, env)
+    return start_web_server(command, port, log, env, cwd=checkout)
 
 
 def rss_kib(pid: int) -> int:
@@ -78,6 +108,62 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (uvicorn's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads), in seconds; the
+    first one's also counts its children that ended (e.g. PostgreSQL's backends)."""
+    ticks = 0
+    for index, pid in enumerate(pids):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile: its time is in its parent's children's time
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        if index == 0:
+            ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its descendants as they are now (PostgreSQL's backends
+    come and go: those that ended are in its children's time)."""
+    return cpu_seconds(process_tree(pid))
+
+
+def stack_pids(profile_name: str) -> dict[str, int]:
+    """The main process of each of a stack profile's services (see tree_cpu_seconds)."""
+    profile = get_profile(profile_name)
+    leaders = {
+        "postgresql": profile.data_dir / "postgres" / "data" / "postmaster.pid",
+        "valkey": profile.data_dir / "valkey" / "valkey.pid",
+        "kafka": profile.data_dir / "kafka" / "kafka.pid",
+    }
+    found = {}
+    for name, pidfile in leaders.items():
+        try:
+            found[name] = int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
 
 
 def machine() -> str:

@@ -8,6 +8,12 @@ then starts ONE `manage.py consume_votes` process on it and measures, from the
 process start until every event's offset is stored in PostgreSQL, the votes applied
 per second. Then checks the counts: the sum over all options equals the number of
 distinct (poll, user) pairs voted.
+
+Besides the rates (which depend on how busy the machine is), it prints the start-up
+time, the consumer's own CPU per event once the first batch is applied (from /proc:
+what one consumer would reach with a core of its own is 1 / that), and the CPU the
+stack's PostgreSQL, Valkey and Kafka used per event. --py-spy FILE samples the consumer
+and prints where its time goes.
 """
 
 from __future__ import annotations
@@ -16,14 +22,17 @@ import argparse
 import os
 import random
 import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 from django.conf import settings
 from kafka import KafkaProducer
 
-from bench.common import machine
+from bench.common import cpu_seconds, machine, stack_pids, tree_cpu_seconds
+from bench.cpu_per_request import summarize_stacks
 from bench.setup import (
     PROFILE,
     git_revision,
@@ -45,6 +54,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=2_000)
     parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--py-spy", metavar="FILE", help="sample the consumer, stacks to FILE")
     args = parser.parse_args()
 
     prepare_stack()
@@ -74,6 +84,8 @@ def main() -> None:
 
     env = {**os.environ, "LOG_LEVEL": "INFO"}
     log_path = PROFILE.data_dir / "consumer-bench.log"
+    stores = stack_pids(PROFILE.name)
+    stores_before = {name: tree_cpu_seconds(pid) for name, pid in stores.items()}
     with log_path.open("wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
@@ -83,6 +95,7 @@ def main() -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        spy = _py_spy(proc.pid, args.py_spy) if args.py_spy else None
         try:
             with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
                 done, first = 0, 0.0
@@ -98,7 +111,13 @@ def main() -> None:
                     )
                     if done and not first:
                         first, first_done = time.monotonic(), done
+                        cpu_at_first = cpu_seconds([proc.pid])
                 elapsed = time.monotonic() - started
+                cpu_at_end = cpu_seconds([proc.pid])
+                stores_used = {
+                    name: tree_cpu_seconds(stores[name]) - before
+                    for name, before in stores_before.items()
+                }
                 total = _scalar(
                     conn,
                     "SELECT sum(vote_count) FROM vote_count WHERE poll_id = ANY(%s)",
@@ -107,6 +126,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+            if spy is not None:
+                spy.wait(timeout=60)
     assert total == len(voted), f"counts {total} != distinct votes {len(voted)}"
     print(
         f"date: {now()}; machine: {machine()}; revision {git_revision()}; "
@@ -117,8 +138,33 @@ def main() -> None:
         f"{args.users} users) in {elapsed:.1f} s from consumer start: "
         f"{args.events / elapsed:,.0f} events/s; counts verified"
     )
-    steady = (args.events - first_done) / (started + elapsed - first)
+    steady_events = args.events - first_done
+    steady = steady_events / (started + elapsed - first)
+    print(f"start-up (process start to the first applied batch): {first - started:.2f} s")
     print(f"from the first applied batch on (start-up excluded): {steady:,.0f} events/s")
+    steady_cpu = cpu_at_end - cpu_at_first
+    print(
+        f"consumer CPU: {cpu_at_first:.2f} s to the first batch, then {steady_cpu:.2f} s for "
+        f"{steady_events} events = {1e6 * steady_cpu / max(steady_events, 1):.1f} us per event "
+        f"({steady_events / max(steady_cpu, 1e-9):,.0f} events per CPU second)"
+    )
+    print(
+        "stores' CPU over the whole run, per event: "
+        + ", ".join(
+            f"{name} {1e6 * used / args.events:.1f} us" for name, used in stores_used.items()
+        )
+    )
+    if args.py_spy:
+        print(f"\npy-spy of the consumer ({args.py_spy}):")
+        print("\n".join(summarize_stacks([Path(args.py_spy)], top=40)))
+
+
+def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the consumer until it exits, its stacks written to `out`."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+    command += ["--nonblocking", "--output", out]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: tuple[object, ...]) -> int:

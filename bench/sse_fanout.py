@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import statistics
 import time
 from multiprocessing.connection import Connection
@@ -23,9 +22,9 @@ from typing import Any
 
 from bench.common import (
     RESULTS_DIR,
+    fork_stream_clients,
     machine,
     open_streams,
-    raise_fd_limit,
     rss_kib,
     setup_django,
     stack_env,
@@ -77,20 +76,9 @@ def main() -> None:
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
     args = parser.parse_args()
 
-    limit = raise_fd_limit()
-    if limit < args.streams + 1000:
-        raise SystemExit(f"open-file limit {limit} is too low for {args.streams} streams")
-    # The clients are forked before Django, pools and threads exist in this process.
-    ctx = multiprocessing.get_context("fork")
-    pipes = [ctx.Pipe() for _ in range(args.client_processes)]
-    share = [args.streams // args.client_processes] * args.client_processes
-    share[0] += args.streams - sum(share)
-    procs = [
-        ctx.Process(target=client_process, args=(child, count, args.in_flight), daemon=True)
-        for (_, child), count in zip(pipes, share, strict=True)
-    ]
-    for proc in procs:
-        proc.start()
+    pipes, procs = fork_stream_clients(
+        client_process, args.streams, args.client_processes, args.in_flight
+    )
 
     setup_django(args.profile)
     from db.valkey import get_sync_valkey
@@ -112,20 +100,20 @@ def main() -> None:
         rss_before = rss_kib(pid)
 
         began = time.monotonic()
-        for parent, _ in pipes:
+        for parent in pipes:
             parent.send((server.port, poll.id))
-        connect_seconds = [_receive(parent, 300)[1] for parent, _ in pipes]
+        connect_seconds = [_receive(parent, 300)[1] for parent in pipes]
         opened_in = time.monotonic() - began
         time.sleep(2)  # let the server settle before reading its memory
         rss_after = rss_kib(pid)
 
         version = 1
         message = pubsub.encode(PollCounts(poll.id, version, list(poll.option_ids), [1, 0]))
-        for parent, _ in pipes:
+        for parent in pipes:
             parent.send(version)
         published_at = time.time()
         get_sync_valkey().publish(*message)
-        results = [_receive(parent, 60) for parent, _ in pipes]
+        results = [_receive(parent, 60) for parent in pipes]
         for proc in procs:
             proc.join(timeout=10)
     finally:

@@ -8,7 +8,6 @@ sent as JSON), and a body too large to read 413. What goes wrong outside a view 
 unknown path, a wrong method, a crash) is made JSON by feedapp.middleware.
 """
 
-import json
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -16,13 +15,13 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import ConfigError, HttpError, ValidationError
 from ninja.operation import Operation
-from ninja.parser import Parser
 
 from accounts.views import router as accounts_router
 from feedapp import health
 from feedapp.errors import ServiceError, UnsupportedMediaType
 from feedapp.middleware import body_too_large
 from feedapp.openapi_errors import add_error_responses
+from feedapp.rendering import JsonParser, JsonRenderer
 from moderation.views import router as moderation_router
 from polls.views import router as polls_router
 from realtime.views import router as realtime_router
@@ -31,7 +30,7 @@ from votes.views import router as votes_router
 JSON_TYPES = ("application/json",)
 
 
-class JsonOnlyParser(Parser):
+class JsonOnlyParser(JsonParser):
     """Bodies must say they are JSON: a form or `text/plain` post is refused (415), not
     parsed as JSON anyway (which would also let a cross-site form post reach a view)."""
 
@@ -39,7 +38,7 @@ class JsonOnlyParser(Parser):
         content_type = request.content_type or ""
         if content_type.lower() not in JSON_TYPES:
             raise UnsupportedMediaType()
-        return json.loads(request.body)
+        return super().parse_body(request)
 
 
 class FeedAppAPI(NinjaAPI):
@@ -79,6 +78,7 @@ api = FeedAppAPI(
     openapi_url="/openapi.json",
     urls_namespace="api",
     parser=JsonOnlyParser(),
+    renderer=JsonRenderer(),
 )
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from ninja import Body, Path, Query, Router, Status
 
 from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
+from feedapp.rendering import json_answer
 from feedapp.schemas import Detail, HTTPValidationError
 from polls import services
 from polls.errors import PollNotFound
-from polls.rows import PollRow, PollSummaryRow, UserGrantRow
+from polls.rows import PollRow, UserGrantRow
 from polls.schemas import (
     CreatePollPayload,
     GetActivePollRolesRow,
@@ -59,9 +60,9 @@ async def feed(
     request: HttpRequest,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-) -> list[PollSummaryRow]:
+) -> HttpResponse:
     """Polls the caller may view, newest first; pass the last id seen as `before` for more."""
-    return await services.get_feed_page(await optional_user(request), limit, before)
+    return json_answer(await services.get_feed_page(await optional_user(request), limit, before))
 
 
 @router.get(
@@ -71,12 +72,12 @@ async def feed(
     summary="Get a poll",
     openapi_extra=SESSION_OPTIONAL,
 )
-async def get_poll(request: HttpRequest, poll_id: PollId) -> PollRow:
+async def get_poll(request: HttpRequest, poll_id: PollId) -> HttpResponse:
     """The poll with the caller's current vote; 404 also when the caller may not view it."""
     poll = await services.get_poll(poll_id, await optional_user(request))
     if poll is None:
         raise PollNotFound()
-    return poll
+    return json_answer(poll)
 
 
 @router.delete(

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from ninja import Path, Router
 
 from accounts.addresses import client_address
 from accounts.auth import optional_session
 from accounts.security import SESSION_OPTIONAL
 from db.ids import MAX_ID
+from feedapp.handler import ByteStreamResponse
 from feedapp.schemas import Detail, HTTPValidationError
 from realtime.sse import CONTENT_TYPE, event_stream
 from realtime.streams import open_watch
@@ -66,7 +67,7 @@ async def stream_counts(
     body = event_stream(
         watch.hub, watch.viewer, watch.counts, settings.SSE_KEEPALIVE_SECONDS, watch.close
     )
-    response = StreamingHttpResponse(body, content_type=CONTENT_TYPE)
+    response = ByteStreamResponse(body, content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-cache"
     # Tells nginx-style proxies not to buffer; nothing on this route compresses.
     response["X-Accel-Buffering"] = "no"

@@ -121,16 +121,22 @@ class WebServer:
 
 
 def start_web_server(
-    command: list[str], port: int, log: Path, env: dict[str, str], timeout: float = 60
+    command: list[str],
+    port: int,
+    log: Path,
+    env: dict[str, str],
+    timeout: float = 60,
+    cwd: Path = PROJECT_ROOT,
 ) -> WebServer:
     """Run `command` (serving on `port`, output appended to `log`, `env` over this process's
     environment) and wait until it answers /api/health; RuntimeError with the log's tail
-    if it exits or does not answer in time."""
+    if it exits or does not answer in time. `cwd` is the checkout it runs (benchmarks
+    compare two)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             command,
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -123,7 +123,7 @@ async def asgi_request(
     async def receive() -> dict[str, Any]:
         if messages:
             return messages.pop(0)
-        # The client stays connected; Django cancels this wait once it has answered.
+        # The client stays connected; waiting here must not keep the answer back.
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 

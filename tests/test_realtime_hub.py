@@ -112,6 +112,89 @@ async def test_a_waiting_reader_is_woken_by_an_offer() -> None:
     assert await waiting == update(3)
 
 
+async def test_waits_end_at_their_own_deadlines() -> None:
+    loop = asyncio.get_running_loop()
+    slow, quick = Client(poll_id=1), Client(poll_id=1)
+    began = loop.time()
+    # The later deadline is armed first: the earlier one must still fire on time.
+    waits = [
+        asyncio.create_task(client.next(within=w)) for client, w in ((slow, 0.6), (quick, 0.1))
+    ]
+    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    assert done == {waits[1]} and waits[1].result() is None
+    assert 0.1 <= loop.time() - began < 0.5
+    assert await waits[0] is None
+    assert loop.time() - began >= 0.6
+
+
+async def test_a_new_wait_is_not_ended_by_an_earlier_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    client = Client(poll_id=1)
+    first = asyncio.create_task(client.next(within=0.1))
+    await asyncio.sleep(0)
+    client.offer(update(1))
+    assert await first == update(1)
+    began = loop.time()
+    assert await client.next(within=0.4) is None  # the 0.1 s deadline passes meanwhile
+    assert loop.time() - began >= 0.4
+
+
+async def test_many_waits_end_by_their_deadline() -> None:
+    clients = [Client(poll_id=1) for _ in range(2000)]
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(client.next(within=0.05 + i / 20_000) for i, client in enumerate(clients))
+        ),
+        timeout=5,
+    )
+    assert results == [None] * len(clients)
+
+
+async def test_an_update_wakes_many_streams_in_turns_with_other_work() -> None:
+    clients = [Client(poll_id=1) for _ in range(1000)]
+    waits = [asyncio.create_task(client.next(within=30)) for client in clients]
+    await asyncio.sleep(0)
+    other_ran_at: list[int] = []
+
+    async def other_work() -> None:
+        await asyncio.sleep(0)
+        other_ran_at.append(sum(wait.done() for wait in waits))
+
+    for client in clients:
+        client.offer(update(5))
+    other = asyncio.create_task(other_work())
+    assert await asyncio.gather(*waits) == [update(5)] * len(clients)
+    await other
+    # The other task ran before the last streams were woken, not after all of them.
+    assert other_ran_at[0] < len(clients)
+
+
+async def test_a_busy_poll_fans_out_the_newest_counts_in_rounds(hub) -> None:
+    clients = [hub.join(1) for _ in range(1000)]
+    try:
+        for version in range(1, 51):  # faster than any round over 1,000 clients
+            hub.deliver(1, update(version))
+
+        async def newest(client: Client) -> list[int]:
+            seen = [(await client.next(within=5)).version]  # type: ignore[union-attr]
+            while seen[-1] != 50:
+                seen.append((await client.next(within=5)).version)  # type: ignore[union-attr]
+            return seen
+
+        received = await asyncio.gather(*(newest(client) for client in clients))
+        # Each got the newest; the first turn's few may have had the first version before.
+        assert all(seen in ([50], [1, 50]) for seen in received)
+        assert sum(seen == [50] for seen in received) >= len(clients) - 200
+        # Nothing older is left behind for anyone.
+        assert all(client.pending is None for client in clients)
+        hub.deliver(1, update(49))
+        await asyncio.sleep(0.05)
+        assert all(client.pending is None for client in clients)
+    finally:
+        for client in clients:
+            hub.leave(client)
+
+
 def test_messages_are_checked_when_decoded() -> None:
     decoded = decode_message(updates_channel(7), message(7, 4, [(11, 3), (12, 0)]))
     assert decoded == Update(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import psycopg
 from psycopg import errors
@@ -35,8 +36,9 @@ class StepUnavailable(Exception):
     """A step could not run because a service it needs is down; the runner retries it."""
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """A Kafka record as the steps see it (a tuple: made for every record consumed)."""
+
     offset: int
     value: bytes | None
 

@@ -10,10 +10,10 @@ tombstone that the script refuses to overwrite.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+import orjson
 import psycopg
 import valkey
 import valkey.asyncio as avalkey
@@ -24,6 +24,7 @@ from db.pool import run_read
 from db.sql import fetch_all, fetch_one, queries
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
+from feedapp.rendering import dumps
 from votes import pubsub
 from votes.rows import PollCounts
 
@@ -41,7 +42,7 @@ def _script_args(counts: PollCounts, publish: bool) -> list[Any]:
     channel, message = pubsub.encode(counts) if publish else ("", "")
     return [
         counts.version,
-        json.dumps(counts.as_list(), separators=(",", ":")),
+        dumps(counts.as_list()),
         settings.COUNTS_CACHE_TTL_SECONDS,
         channel,
         message,
@@ -78,7 +79,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
         )
         VALKEY.ended()
         if version is not None and data is not None:
-            pairs = json.loads(data)
+            pairs = orjson.loads(data)
             return PollCounts(
                 poll_id,
                 int(version),
@@ -88,6 +89,28 @@ async def read_counts(poll_id: int) -> PollCounts | None:
     except (ValkeyError, OSError) as exc:
         VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
         client = None
+    return await _rebuild(poll_id, client)
+
+
+async def read_counts_json(poll_id: int) -> bytes | None:
+    """The poll's counts as the API's JSON list (GET /api/vote/{id}), straight from the
+    cache, which holds them in that shape; rebuilt from PostgreSQL on a miss; None if no
+    poll."""
+    client: avalkey.Valkey | None = get_async_valkey()
+    try:
+        data = await client.hget(counts_key(poll_id), "counts")  # type: ignore[misc, union-attr]
+        VALKEY.ended()
+        if data is not None:
+            return bytes(data)
+    except (ValkeyError, OSError) as exc:
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
+        client = None
+    counts = await _rebuild(poll_id, client)
+    return dumps(counts.as_list()) if counts is not None else None
+
+
+async def _rebuild(poll_id: int, client: avalkey.Valkey | None) -> PollCounts | None:
+    """The counts from PostgreSQL, put back into the cache (when it is reachable)."""
     params = {"poll_ids": [poll_id]}
     counts = await run_read(lambda conn: fetch_one(conn, Q["poll_counts"], params, PollCounts))
     if counts is not None and client is not None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
+
+import orjson
 
 from db.ids import MAX_ID
 
@@ -14,8 +15,10 @@ class PoisonEvent(ValueError):
     """A record that can never be applied (bad JSON, wrong shape); skipped and counted."""
 
 
-@dataclass(frozen=True)
-class VoteEvent:
+class VoteEvent(NamedTuple):
+    """One vote as submitted. A named tuple: the consumer decodes tens of thousands a
+    second, and a tuple is made at a fraction of a frozen dataclass's cost."""
+
     event_id: uuid.UUID
     user_id: int
     poll_id: int
@@ -31,16 +34,15 @@ class VoteEvent:
         return str(self.poll_id).encode()
 
     def encode(self) -> bytes:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "event_id": str(self.event_id),
                 "user_id": self.user_id,
                 "poll_id": self.poll_id,
                 "vote_option_id": self.vote_option_id,
                 "submitted_at": self.submitted_at.isoformat(),
-            },
-            separators=(",", ":"),
-        ).encode()
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes | None) -> VoteEvent:
@@ -48,7 +50,7 @@ class VoteEvent:
         if raw is None:
             raise PoisonEvent("empty record")
         try:
-            data = json.loads(raw)
+            data = orjson.loads(raw)  # its JSONDecodeError is a ValueError
             event = cls(
                 event_id=uuid.UUID(data["event_id"]),
                 user_id=_positive_id(data["user_id"]),

@@ -13,7 +13,7 @@ from db.pool import run_read
 from db.sql import fetch_one, fetch_value, queries
 from feedapp.errors import Conflict, Forbidden, NotFound, Unavailable
 from polls.errors import PollNotFound
-from votes.counts import read_counts
+from votes.counts import read_counts, read_counts_json
 from votes.messages import VoteEvent
 from votes.metrics import VOTE_PRODUCE_FAILURES, VOTE_PRODUCE_SECONDS
 from votes.producer import VoteNotEnqueued, produce_vote
@@ -63,9 +63,20 @@ async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> Vo
 
 async def get_visible_counts(user: UserRow | None, poll_id: int) -> PollCounts:
     """The poll's counts if the caller may view it; PollNotFound otherwise."""
-    params = {"user_id": user.id if user else None, "poll_id": poll_id}
-    may_view = await run_read(lambda conn: fetch_value(conn, Q["may_view_poll"], params))
-    counts = await read_counts(poll_id) if may_view else None
+    counts = await read_counts(poll_id) if await _may_view(user, poll_id) else None
     if counts is None:
         raise PollNotFound()
     return counts
+
+
+async def get_visible_counts_json(user: UserRow | None, poll_id: int) -> bytes:
+    """The same as get_visible_counts, as the API's JSON list (the cache's own bytes)."""
+    counts = await read_counts_json(poll_id) if await _may_view(user, poll_id) else None
+    if counts is None:
+        raise PollNotFound()
+    return counts
+
+
+async def _may_view(user: UserRow | None, poll_id: int) -> bool:
+    params = {"user_id": user.id if user else None, "poll_id": poll_id}
+    return bool(await run_read(lambda conn: fetch_value(conn, Q["may_view_poll"], params)))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from django.http import HttpRequest
-from ninja import Path, Router, Schema, Status
+from django.http import HttpRequest, HttpResponse
+from ninja import Path, Router, Schema
 from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
+from feedapp.rendering import dumps, raw_json_answer
 from feedapp.schemas import JSON_INTEGER, RETRY_AFTER_HEADER, Detail, HTTPValidationError
-from votes.services import do_submit_vote, get_visible_counts
+from votes.services import do_submit_vote, get_visible_counts_json
 
 router = Router(tags=["votes"])
 
@@ -31,6 +32,9 @@ class VotePayload(Schema):
 
 class Accepted(Schema):
     status: Literal["accepted"]
+
+
+_ACCEPTED = dumps({"status": "accepted"})
 
 
 class GetVoteCountsRow(Schema):
@@ -70,13 +74,13 @@ class GetVoteCountsRow(Schema):
         }
     },
 )
-async def submit_vote(request: HttpRequest, body: VotePayload) -> Status[Accepted]:
+async def submit_vote(request: HttpRequest, body: VotePayload) -> HttpResponse:
     """201 once all in-sync replicas of the broker have the vote; the counts change when the
     consumer applies it. 503 means "not confirmed": the vote may still be applied, and
     sending it again is safe, since a user has one vote per poll."""
     user = await require_user(request)
     await do_submit_vote(user, body.poll_id, body.vote_option_id)
-    return Status(201, Accepted(status="accepted"))
+    return raw_json_answer(_ACCEPTED, status=201)
 
 
 @router.get(
@@ -88,7 +92,6 @@ async def submit_vote(request: HttpRequest, body: VotePayload) -> Status[Accepte
 )
 async def poll_counts(
     request: HttpRequest, poll_id: Annotated[int, Path(gt=0, le=MAX_ID)]
-) -> list[dict[str, int]]:
+) -> HttpResponse:
     """Counts per option in presentation order, zeros included."""
-    counts = await get_visible_counts(await optional_user(request), poll_id)
-    return counts.as_list()
+    return raw_json_answer(await get_visible_counts_json(await optional_user(request), poll_id))
