@@ -23,6 +23,7 @@ import valkey
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
 from feedapp.metrics import THROTTLE_REFUSALS
+from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,11 @@ async def reserve(*limits: Limit) -> Reservation:
     try:
         allowed, wait_ms, refused = await script(keys=[limit.key for limit in limits], args=args)
     except valkey.exceptions.ValkeyError as exc:
-        # Fail open: an outage of the cache must not lock every user out; it is logged.
-        scopes = ", ".join(limit.scope for limit in limits)
-        log.warning("throttle %s unavailable, allowing: %r", scopes, exc)
+        # Fail open: an outage of the cache must not lock every user out; it is logged
+        # once, not per request.
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
         return Reservation(Verdict(allowed=True), ())
+    VALKEY.ended()
     if allowed:
         return Reservation(Verdict(allowed=True), limits)
     refused_by = limits[int(refused) - 1]
@@ -144,7 +146,8 @@ async def clear(scope: str, subject: str) -> None:
     try:
         await get_async_valkey().delete(bucket_key(scope, subject))
     except valkey.exceptions.ValkeyError as exc:
-        log.warning("throttle %s unavailable, not cleared: %r", scope, exc)
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
+        log.info("throttle %s not cleared: %r", scope, exc)
 
 
 def raise_if_denied(verdict: Verdict, message: str | None = None) -> None:

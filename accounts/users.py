@@ -16,7 +16,7 @@ from django.conf import settings
 
 from accounts.rows import SessionUserRow, UserRow
 from accounts.tokens import Claims
-from db.pool import autocommit_connection
+from db.pool import run_read
 from db.sql import fetch_one, queries
 
 Q = queries("accounts")
@@ -55,8 +55,9 @@ async def get_user(user_id: int) -> UserRow | None:
     cached = _users.fresh(user_id, now)
     if cached is not None:
         return cached[0]
-    async with autocommit_connection() as conn:
-        user = await fetch_one(conn, Q["get_user_by_id"], {"user_id": user_id}, UserRow)
+    user = await run_read(
+        lambda conn: fetch_one(conn, Q["get_user_by_id"], {"user_id": user_id}, UserRow)
+    )
     _users.put(user_id, user, now)
     return user
 
@@ -74,13 +75,10 @@ async def get_session_user(claims: Claims) -> UserRow | None:
     if user_entry is not None and revoked_entry is not None:
         user, revoked = user_entry[0], revoked_entry[0]
     else:
-        async with autocommit_connection() as conn:
-            row = await fetch_one(
-                conn,
-                Q["get_session_user"],
-                {"user_id": claims.user_id, "session_id": claims.session_id},
-                SessionUserRow,
-            )
+        params = {"user_id": claims.user_id, "session_id": claims.session_id}
+        row = await run_read(
+            lambda conn: fetch_one(conn, Q["get_session_user"], params, SessionUserRow)
+        )
         user = UserRow(**{name: getattr(row, name) for name in _USER_FIELDS}) if row else None
         revoked = row.session_revoked if row else False
         _users.put(claims.user_id, user, now)

@@ -158,9 +158,10 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResu
 
 
 def wrk_output(url: str, script: Path, connections: int, seconds: float) -> str:
+    # wrk takes whole seconds only ("1.5s" is refused).
     command = [
         "wrk", "-t", "1" if connections <= 32 else "2", "-c", str(connections),
-        "-d", f"{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), url,
+        "-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "--latency", "-s", str(script), url,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 

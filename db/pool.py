@@ -2,20 +2,62 @@
 
 A psycopg async pool belongs to the loop that opened it, and ASGI servers give no
 start-up hook, so each pool is opened on first use.
+
+While PostgreSQL is down or restarting, the async helpers raise `feedapp.errors.Unavailable`
+(503 with Retry-After) instead of psycopg's errors, and log one warning per outage, not one
+per request. A connection the server closed while it sat in the pool (a restart closes
+them all) is noticed before it is handed out, without a round trip, and replaced.
+`run_read` also retries a read once on a fresh connection when its connection breaks
+during the read.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import logging
+import select
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from django.conf import settings
+from psycopg import errors
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from db.singletons import PerLoop, PerProcess
+from feedapp.errors import Unavailable
+from feedapp.outages import POSTGRESQL
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+UNAVAILABLE_MESSAGE = "The database is unavailable; please try again shortly"
+BUSY_MESSAGE = "The database was busy with a conflicting change; please try again"
+TRANSACTION_ATTEMPTS = 3
+OUTAGE_CONSEQUENCE = "requests that need it are answered 503 until it returns"
+# While an outage is known, a request waits this long for a connection, not the full
+# pool timeout: the pool keeps reconnecting in the background meanwhile.
+OUTAGE_WAIT_SECONDS = 1.0
+# PostgreSQL rolled the transaction back to break a deadlock or a serialization conflict.
+ROLLED_BACK = (errors.DeadlockDetected, errors.SerializationFailure)
+# Server states that end or refuse a session: shutdown, crash recovery, start-up.
+_SERVER_GONE = (errors.AdminShutdown, errors.CrashShutdown, errors.CannotConnectNow)
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke while in use (the server went away)."""
+
+
+class TransactionConflict(Unavailable):
+    """PostgreSQL rolled the transaction back to break a deadlock or a serialization
+    conflict; running it again is the documented remedy (`run_transaction` does)."""
+
+
+def database_down() -> bool:
+    """True while the last attempt to use PostgreSQL failed."""
+    return POSTGRESQL.down
 
 
 def _pool_kwargs() -> dict[str, object]:
@@ -26,6 +68,16 @@ def _pool_kwargs() -> dict[str, object]:
         "timeout": settings.DB_POOL_TIMEOUT_SECONDS,
         "kwargs": {"connect_timeout": 5},
     }
+
+
+def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
+    """True when an idle connection is unusable: closed, or the server has spoken on it
+    (an idle session receives nothing but a shutdown notice or the end of the stream)."""
+    if conn.closed or conn.broken:
+        return True
+    poller = select.poll()  # not select(): a busy web process has descriptors past 1024
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 @dataclass(eq=False)
@@ -46,21 +98,37 @@ class _AsyncPool:
     gate: asyncio.Semaphore
 
     async def checkout(self) -> psycopg.AsyncConnection:
+        # Asked anew each time: finding a closed connection begins an outage, and during
+        # one a request waits briefly (the pool reconnects in the background meanwhile).
+        wait = OUTAGE_WAIT_SECONDS if database_down() else settings.DB_POOL_TIMEOUT_SECONDS
         if self.gate.locked():
             try:
-                async with asyncio.timeout(settings.DB_POOL_TIMEOUT_SECONDS):
+                async with asyncio.timeout(wait):
                     await self.gate.acquire()
             except TimeoutError:
-                raise PoolTimeout(
-                    f"couldn't get a connection after {settings.DB_POOL_TIMEOUT_SECONDS:.2f} sec"
-                ) from None
+                raise PoolTimeout(f"couldn't get a connection after {wait:.2f} sec") from None
         else:
             await self.gate.acquire()
         try:
-            return await self.pool.getconn()
+            return await self._live_connection()
         except BaseException:
             self.gate.release()
             raise
+
+    async def _live_connection(self) -> psycopg.AsyncConnection:
+        """A pooled connection that the server has not closed."""
+        for _ in range(self.pool.max_size):
+            conn = await self.pool.getconn(OUTAGE_WAIT_SECONDS if database_down() else None)
+            if not _closed_by_server(conn):
+                return conn
+            # A restart closes every pooled connection: an outage begins (it ends with the
+            # first query that works). Closed here, the pool replaces it in the background.
+            POSTGRESQL.failed(
+                "the server closed pooled connections", OUTAGE_CONSEQUENCE, count=False
+            )
+            await conn.close()
+            await self.pool.putconn(conn)
+        return await self.pool.getconn(OUTAGE_WAIT_SECONDS if database_down() else None)
 
     async def checkin(self, conn: psycopg.AsyncConnection) -> None:
         try:
@@ -95,12 +163,27 @@ async def get_async_pool() -> AsyncConnectionPool:
 
 @asynccontextmanager
 async def _pooled() -> AsyncIterator[psycopg.AsyncConnection]:
+    """A live connection from the loop's pool, with PostgreSQL's outage errors turned into
+    `Unavailable` (one warning per outage) and a rolled-back conflict into
+    `TransactionConflict`."""
     pooled = await _async_pools.get()
-    conn = await pooled.checkout()
+    try:
+        conn = await pooled.checkout()
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        POSTGRESQL.failed(exc, OUTAGE_CONSEQUENCE)
+        raise Unavailable(UNAVAILABLE_MESSAGE) from exc
     try:
         yield conn
+    except ROLLED_BACK as exc:
+        raise TransactionConflict(BUSY_MESSAGE) from exc
+    except psycopg.OperationalError as exc:
+        if conn.broken or isinstance(exc, _SERVER_GONE):
+            POSTGRESQL.failed(exc, OUTAGE_CONSEQUENCE)
+            raise ConnectionLost(UNAVAILABLE_MESSAGE) from exc
+        raise
     finally:
         await pooled.checkin(conn)
+    POSTGRESQL.ended()
 
 
 @asynccontextmanager
@@ -115,6 +198,33 @@ async def autocommit_connection() -> AsyncIterator[psycopg.AsyncConnection]:
     """A pooled connection outside any transaction: one round trip per read statement."""
     async with _pooled() as conn:
         yield conn
+
+
+async def run_read(read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run `read` on an autocommit connection; if that connection breaks during it, once
+    more on a fresh one. Only for work without side effects: a read, or a check."""
+    try:
+        async with autocommit_connection() as conn:
+            return await read(conn)
+    except ConnectionLost:
+        log.info("a pooled connection broke during a read; retrying on a fresh one")
+    async with autocommit_connection() as conn:
+        return await read(conn)
+
+
+async def run_transaction(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work` in one transaction; when PostgreSQL rolls it back to break a deadlock
+    or a serialization conflict, run it again (up to TRANSACTION_ATTEMPTS in all). `work`
+    must do nothing outside the transaction that it could not repeat."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            async with connection() as conn:
+                return await work(conn)
+        except TransactionConflict as exc:
+            if attempt == TRANSACTION_ATTEMPTS:
+                raise
+            log.info("transaction rolled back (%r); running it again", exc.__cause__)
+    raise AssertionError("unreachable")
 
 
 async def close_async_pool() -> None:

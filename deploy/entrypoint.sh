@@ -31,6 +31,9 @@ web)
 consumer)
     # Metrics on CONSUMER_METRICS_PORT (when set), reachable from other containers.
     export CONSUMER_METRICS_ADDRESS="${CONSUMER_METRICS_ADDRESS:-0.0.0.0}"
+    # One consumer per container: its hostname names it for as long as the container
+    # lives, so a restarted consumer takes its partitions back at once (static membership).
+    export KAFKA_CONSUMER_INSTANCE_ID="${KAFKA_CONSUMER_INSTANCE_ID:-$(hostname)}"
     exec python manage.py consume_votes "$@"
     ;;
 migrate)

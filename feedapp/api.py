@@ -2,7 +2,7 @@
 one place where errors become answers.
 
 Services raise feedapp.errors.ServiceError subclasses; `service_error` renders each as
-`{"detail": message}` with its status (and Retry-After for rate limits). Request
+`{"detail": message}` with its status (and Retry-After for rate limits and outages). Request
 validation answers 422 with the issues, a body that is not JSON 400 (415 when not even
 sent as JSON), and a body too large to read 413. What goes wrong outside a view (an
 unknown path, a wrong method, a crash) is made JSON by feedapp.middleware.
@@ -67,7 +67,13 @@ class FeedAppAPI(NinjaAPI):
 api = FeedAppAPI(
     title="FeedApp API",
     version="1.0.0",
-    description="Live polls: accounts, polls, votes and their live counts.",
+    description=(
+        "Live polls: accounts, polls, votes and their live counts.\n\n"
+        "Any route may answer 503 with `Retry-After` while a service it needs (the "
+        "database, the message broker) is unavailable; sending the request again after "
+        "that delay is safe. A 503 to a vote means it was not confirmed: it may still be "
+        "applied."
+    ),
     docs_url="/docs",
     openapi_url="/openapi.json",
     urls_namespace="api",
@@ -83,6 +89,10 @@ def service_error(request: HttpRequest, exc: object) -> HttpResponse:
     response = api.create_response(request, {"detail": exc.message}, status=exc.status_code)
     for name, value in exc.headers().items():
         response[name] = value
+    if exc.status_code >= 500:
+        # Not logged by Django as a server error per request: the outage behind it is
+        # logged once where it is noticed (feedapp.outages).
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

@@ -79,7 +79,18 @@ class TooManyRequests(ServiceError):
 
 
 class Unavailable(ServiceError):
-    """A service the request needs is down or the process is stopping; retrying may work."""
+    """A service the request needs is down or the process is stopping; retrying may work.
+
+    Sent with Retry-After. Not logged per request: the outage behind it is logged once
+    where it is noticed (feedapp.outages).
+    """
 
     status_code = 503
     message = "Service unavailable"
+
+    def __init__(self, message: str | None = None, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -12,11 +12,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema, Status
 
-from db.pool import get_async_pool
+from db.pool import autocommit_connection
 from db.singletons import PerLoop
 from db.valkey import get_async_valkey
 from feedapp.rendering import dumps, raw_json_answer
-from votes import broker
+from votes import broker, producer
 
 log = logging.getLogger(__name__)
 router = Router(tags=["service"])
@@ -35,8 +35,7 @@ class NotReady(Schema):
 
 
 async def _postgres_ok() -> None:
-    pool = await get_async_pool()
-    async with pool.connection() as conn:
+    async with autocommit_connection() as conn:
         await conn.execute("SELECT 1")
 
 
@@ -58,9 +57,20 @@ async def _kafka_ok() -> None:
         raise ConnectionError("no metadata answer")
 
 
+async def _producer_ok() -> None:
+    # The broker may answer metadata while this process's producer cannot deliver.
+    if not producer.can_deliver():
+        raise ConnectionError("votes are not being delivered")
+
+
 async def _evaluate() -> list[str]:
     """What is down now (empty: ready to serve)."""
-    checks = {"postgresql": _postgres_ok(), "valkey": _valkey_ok(), "kafka": _kafka_ok()}
+    checks = {
+        "postgresql": _postgres_ok(),
+        "valkey": _valkey_ok(),
+        "kafka": _kafka_ok(),
+        "vote_producer": _producer_ok(),
+    }
     timeout = settings.READY_CHECK_TIMEOUT_SECONDS + 0.5
     results = await asyncio.gather(
         *(asyncio.wait_for(check, timeout) for check in checks.values()), return_exceptions=True
@@ -123,8 +133,9 @@ async def health(request: HttpRequest) -> HttpResponse:
     summary="Readiness",
 )
 async def ready(request: HttpRequest) -> Status[StatusOk | NotReady]:
-    """200 when PostgreSQL, Valkey and Kafka answer; else 503 naming what is down. The
-    answer is at most READY_CACHE_SECONDS old."""
+    """200 when PostgreSQL, Valkey and Kafka answer and this process's vote producer can
+    deliver; else 503 naming what is down. The answer is at most READY_CACHE_SECONDS
+    old."""
     down = await get_readiness().down()
     if down:
         return Status(503, NotReady(status="unavailable", down=down))

@@ -11,6 +11,12 @@ from __future__ import annotations
 from ninja import Schema
 from pydantic import BeforeValidator
 
+# The OpenAPI description of the header sent with 429 and 503.
+RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before sending the request again",
+    "schema": {"type": "integer"},
+}
+
 
 def valid_unicode(value: str) -> str:
     """`value`, if it is text every database, hasher and log line can encode.

@@ -263,6 +263,17 @@ KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS = env.int("KAFKA_VOTE_TOPIC_MIN_INSYNC_REPL
 # A vote is answered 503 when the broker has not acknowledged it within this time.
 KAFKA_PRODUCE_TIMEOUT_SECONDS = env.float("KAFKA_PRODUCE_TIMEOUT_SECONDS", default=5.0)
 KAFKA_CONSUMER_GROUP = env.str("KAFKA_CONSUMER_GROUP", default="feedapp-vote-consumer")
+# Group membership of the consumers (docs/RELIABILITY.md): a consumer that stops sending
+# heartbeats loses its partitions after the session timeout (at least the broker's
+# group.min.session.timeout.ms, 6 s by default; 6 s lost members on a 2-core machine
+# under heavy load, whose heartbeat thread was starved).
+KAFKA_CONSUMER_SESSION_TIMEOUT_MS = env.int("KAFKA_CONSUMER_SESSION_TIMEOUT_MS", default=10000)
+KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS = env.int("KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS", default=1000)
+KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS = env.int("KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS", default=30000)
+KAFKA_CONSUMER_ASSIGNMENT = env.str("KAFKA_CONSUMER_ASSIGNMENT", default="cooperative-sticky")
+KAFKA_CONSUMER_INSTANCE_ID = env.str("KAFKA_CONSUMER_INSTANCE_ID", default="")
+if KAFKA_CONSUMER_ASSIGNMENT not in ("cooperative-sticky", "range"):
+    raise environ.ImproperlyConfigured("KAFKA_CONSUMER_ASSIGNMENT: cooperative-sticky or range")
 
 # --- Live streams (SSE and WebSocket) ----------------------------------------------------
 # Open streams one web process serves; past it new ones get 429.
@@ -331,7 +342,11 @@ if LOG_FORMAT not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "feedapp.requestlog.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "feedapp.requestlog.RequestIdFilter"},
+        # An outage is logged once by the app, not on each retry of the client library.
+        "outages": {"()": "feedapp.outages.QuietLibrariesDuringOutages"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "feedapp.requestlog.JsonFormatter"},
@@ -340,7 +355,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_id"],
+            "filters": ["request_id", "outages"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -18,7 +18,7 @@ from datetime import datetime
 import psycopg
 
 from accounts.rows import UserRow
-from db.pool import autocommit_connection, connection
+from db.pool import connection, run_read, run_transaction
 from db.sql import execute, fetch_all, fetch_one, fetch_value, queries
 from feedapp.errors import Forbidden, NotAuthenticated
 from polls.errors import PollNotFound
@@ -131,7 +131,8 @@ async def do_delete_poll(poll_id: int, actor: UserRow | None) -> None:
     """
     actor = _signed_in(actor)
     params = {"poll_id": poll_id, "user_id": actor.id}
-    async with connection() as conn:
+
+    async def delete(conn: psycopg.AsyncConnection) -> None:
         # The common case is one statement; only a refusal needs to learn why.
         deleted = await fetch_value(conn, Q["delete_poll"], params)
         if deleted is None:
@@ -141,7 +142,11 @@ async def do_delete_poll(poll_id: int, actor: UserRow | None) -> None:
             deleted = await fetch_value(conn, Q["delete_poll"], params)
             if deleted is None:
                 raise Forbidden()
-    # Leaving the block committed the deletion: only now may others react to it.
+
+    # The consumer takes a poll's row before its votes, as this deletion does; should
+    # PostgreSQL still break a deadlock, the deletion runs again.
+    await run_transaction(delete)
+    # The transaction committed the deletion: only now may others react to it.
     await send_poll_deleted(poll_id)
 
 
@@ -155,13 +160,10 @@ async def do_delete_poll_as_staff(poll_id: int, staff: UserRow) -> None:
     someone else, whose call sent the signal). The receivers run after the commit, as for
     do_delete_poll.
     """
-    async with connection() as conn:
-        outcome = await fetch_one(
-            conn,
-            Q["delete_poll_as_staff"],
-            {"poll_id": poll_id, "staff_id": staff.id},
-            StaffDeletion,
-        )
+    params = {"poll_id": poll_id, "staff_id": staff.id}
+    outcome = await run_transaction(
+        lambda conn: fetch_one(conn, Q["delete_poll_as_staff"], params, StaffDeletion)
+    )
     assert outcome is not None, "the statement always returns one row"
     if not outcome.allowed:
         log.warning("user %d is not active staff: poll %d not deleted", staff.id, poll_id)
@@ -261,23 +263,16 @@ async def do_revoke_grants(
 
 async def get_poll(poll_id: int, viewer: UserRow | None) -> PollRow | None:
     """The poll with the viewer's vote; None when it does not exist or is not viewable."""
-    async with autocommit_connection() as conn:
-        return await fetch_one(
-            conn, Q["get_poll"], {"poll_id": poll_id, "user_id": _user_id(viewer)}, PollRow
-        )
+    params = {"poll_id": poll_id, "user_id": _user_id(viewer)}
+    return await run_read(lambda conn: fetch_one(conn, Q["get_poll"], params, PollRow))
 
 
 async def get_feed_page(
     viewer: UserRow | None, limit: int, before: int | None = None
 ) -> list[PollSummaryRow]:
     """Up to `limit` polls the viewer may view, newest first, older than poll id `before`."""
-    async with autocommit_connection() as conn:
-        return await fetch_all(
-            conn,
-            Q["feed_page"],
-            {"user_id": _user_id(viewer), "limit": limit, "before": before},
-            PollSummaryRow,
-        )
+    params = {"user_id": _user_id(viewer), "limit": limit, "before": before}
+    return await run_read(lambda conn: fetch_all(conn, Q["feed_page"], params, PollSummaryRow))
 
 
 async def list_user_grants(poll_id: int, actor: UserRow | None) -> list[UserGrantRow]:

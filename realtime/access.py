@@ -23,6 +23,7 @@ from accounts.auth import Session
 from db.pool import autocommit_connection
 from db.singletons import PerLoop
 from db.sql import fetch_all, queries
+from feedapp.errors import Unavailable
 
 log = logging.getLogger(__name__)
 Q = queries("realtime")
@@ -101,16 +102,21 @@ class AccessChecks:
         self, poll_id: int, questions: dict[ViewerKey, list[asyncio.Future[bool | None]]]
     ) -> None:
         signed_in = [key for key in questions if key is not None]
+        allowed: set[ViewerKey] | None = None
         try:
             allowed = await self._query(poll_id, signed_in, None in questions)
+        except Unavailable as exc:  # PostgreSQL is down: db.pool reports that once
+            log.info("stream access of poll %d not checked, asking later: %r", poll_id, exc)
         except (psycopg.Error, OSError) as exc:
             log.warning("stream access of poll %d not checked, asking later: %r", poll_id, exc)
-            allowed = None
-        for key, answers in questions.items():
-            verdict = None if allowed is None else key in allowed
-            for answer in answers:
-                if not answer.done():
-                    answer.set_result(verdict)
+        finally:
+            # Every question gets an answer (None: ask again later), whatever went wrong:
+            # a stream waits for it before it sends anything more.
+            for key, answers in questions.items():
+                verdict = None if allowed is None else key in allowed
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_result(verdict)
 
     async def _query(
         self, poll_id: int, viewers: list[tuple[int, str, int]], anonymous: bool

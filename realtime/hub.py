@@ -42,6 +42,7 @@ from valkey.exceptions import ValkeyError
 from db.backoff import Backoff
 from db.singletons import PerLoop
 from db.valkey import get_async_valkey
+from feedapp.errors import Unavailable
 from realtime.metrics import HUB_SUBSCRIPTIONS
 from votes import pubsub
 from votes.counts import read_counts_many
@@ -598,7 +599,7 @@ class Hub:
             batch = sorted(self._resync)[:BATCH]
             try:
                 found = {counts.poll_id: counts for counts in await read_counts_many(batch)}
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, Unavailable) as exc:
                 wait = backoff.next()
                 log.warning("live updates: resync failed, retry in %.1f s: %r", wait, exc)
                 await asyncio.sleep(wait)

@@ -18,7 +18,6 @@ import contextlib
 import contextvars
 import hashlib
 import itertools
-import logging
 import threading
 import uuid
 import weakref
@@ -33,9 +32,8 @@ from db.singletons import PerLoop
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.errors import TooManyRequests
 from feedapp.metrics import THROTTLE_REFUSALS
+from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 from realtime.metrics import STREAMS_OPEN
-
-log = logging.getLogger(__name__)
 
 KEY_PREFIX = "streams"
 # A lease outlives its process by at most this long; renewed every third of it.
@@ -142,8 +140,9 @@ class StreamSlots:
         except (ValkeyError, OSError) as exc:
             # Only this process's own count applies until Valkey answers again; the
             # keeper then records the lease.
-            log.warning("stream leases unavailable, counting this process only: %r", exc)
+            VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
             return True
+        VALKEY.ended()
         return bool(result)
 
     def _take(self, key: str) -> None:
@@ -212,7 +211,7 @@ class StreamSlots:
                 await pipe.execute()
         except (ValkeyError, OSError) as exc:
             # Released leases then expire on their own; live ones are renewed next time.
-            log.warning("stream leases not updated: %r", exc)
+            VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE, count=False)
 
 
 _slots: PerLoop[StreamSlots] = PerLoop(StreamSlots)

@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator
 import psycopg
 from django.conf import settings
 
+from feedapp.errors import Unavailable
 from realtime.access import Viewer, next_check_at
 from realtime.hub import Hub, HubClosed, Signal, Update
 from votes.counts import read_counts
@@ -89,7 +90,7 @@ async def watch(
 async def _current(poll_id: int, fallback: Update) -> Update | Signal:
     try:
         counts = await read_counts(poll_id)
-    except (psycopg.Error, OSError) as exc:
+    except (psycopg.Error, OSError, Unavailable) as exc:
         # The hub resyncs its clients when it had to reconnect; until then keep what we have.
         log.warning("counts of poll %d unavailable: %r", poll_id, exc)
         return fallback

@@ -145,8 +145,13 @@ def metadata_ok(bootstrap: str) -> bool:
     return cluster_answers(2.0, [bootstrap])
 
 
+def pid(profile: Profile) -> int | None:
+    """The broker's process id while it runs."""
+    return read_pid(_paths(profile)["pid"])
+
+
 def is_running(profile: Profile) -> bool:
-    return read_pid(_paths(profile)["pid"]) is not None
+    return pid(profile) is not None
 
 
 def _cluster_id() -> str:

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stack.process import StackError, ensure_port_free, tail
+from stack.process import StackError, ensure_port_free, read_pid, tail
 from stack.profiles import Profile
 
 # initdb refuses to run as root, so as root the server runs as this system user.
@@ -54,6 +54,12 @@ def _cmd(argv: list[str], user: str | None) -> list[str]:
 def _paths(profile: Profile) -> tuple[Path, Path, Path]:
     root = profile.data_dir / "postgres"
     return root / "data", root / "run", root / "postgres.log"
+
+
+def pid(profile: Profile) -> int | None:
+    """The postmaster's process id while it runs (its first line of postmaster.pid)."""
+    data, _, _ = _paths(profile)
+    return read_pid(data / "postmaster.pid")
 
 
 def is_running(profile: Profile) -> bool:

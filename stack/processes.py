@@ -50,6 +50,7 @@ def consume_votes_command(
     batch_size: int | None = None,
     poll_timeout_ms: int | None = None,
     stats_interval: float | None = None,
+    instance_id: str | None = None,
 ) -> list[str]:
     """`manage.py consume_votes`; options left None take the command's defaults."""
     options = {
@@ -58,6 +59,7 @@ def consume_votes_command(
         "--batch-size": batch_size,
         "--poll-timeout-ms": poll_timeout_ms,
         "--stats-interval": stats_interval,
+        "--instance-id": instance_id,
     }
     given = [(name, str(value)) for name, value in options.items() if value is not None]
     return manage_command("consume_votes", *(part for option in given for part in option))

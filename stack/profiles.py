@@ -58,6 +58,8 @@ PROFILES = {
     "test": _profile("test", 15442, 63800, 19192, "feedapp_test"),
     # Benchmarks get a stack of their own: their data never mixes with dev or test data.
     "bench": _profile("bench", 15452, 63810, 19292, "feedapp_bench"),
+    # Fault drills stop and freeze their services: a stack of their own too.
+    "drill": _profile("drill", 15462, 63820, 19052, "feedapp_drill"),
 }
 
 

@@ -48,9 +48,14 @@ def ping(port: int) -> bool:
         return False
 
 
-def is_running(profile: Profile) -> bool:
+def pid(profile: Profile) -> int | None:
+    """The server's process id while it runs."""
     _, pidfile, _ = _paths(profile)
-    return read_pid(pidfile) is not None
+    return read_pid(pidfile)
+
+
+def is_running(profile: Profile) -> bool:
+    return pid(profile) is not None
 
 
 def start(profile: Profile) -> bool:

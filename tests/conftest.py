@@ -7,7 +7,7 @@ The stack runs in its own data folder and ports (profile `test`), so a running
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from db.migrate import dbmate
+from db.pool import close_async_pool, close_sync_pool
 from polls.signals import poll_deleted
 from stack.__main__ import start_all
 from stack.profiles import get_profile
@@ -97,6 +98,31 @@ def deleted_polls() -> Iterator[list[int]]:
     poll_deleted.connect(receiver)
     yield seen
     poll_deleted.disconnect(receiver)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def close_the_session_loops_pool() -> AsyncIterator[None]:
+    """Close the session loop's async pool before the loop closes.
+
+    psycopg_pool's maintenance workers treat a cancellation as a failed task and keep
+    running, so a pool still reconnecting after a restart test would hang the loop's
+    shutdown, which cancels every task and waits for them.
+    """
+    yield
+    await close_async_pool()
+
+
+@pytest.fixture(autouse=True)
+def fresh_sync_pool_after_a_restart(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that restarted a service, the next test's sync pool starts afresh.
+
+    The consumer finds a restart's dead pooled connections by failing on one and then
+    checking them all (votes.runner); a test that takes a connection straight from this
+    process's pool has no such retry.
+    """
+    yield
+    if request.node.get_closest_marker("stack_control"):
+        close_sync_pool()
 
 
 @pytest.fixture

@@ -41,9 +41,13 @@ def consumer_thread(topic: str, group: str, batch_size: int = 500) -> Iterator[t
 
 
 def start_consumer_process(
-    topic: str, group: str, log: Path, batch_size: int = 500, env: dict[str, str] | None = None
+    topic: str,
+    group: str,
+    log: Path,
+    batch_size: int = 500,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`manage.py consume_votes` against the test stack, output to `log`."""
+    """`manage.py consume_votes` against the test stack (and `env`), output to `log`."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})}
     with log.open("ab") as out:
         return subprocess.Popen(

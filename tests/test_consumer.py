@@ -282,7 +282,8 @@ async def _polls_on_partitions(partitions: int) -> list[SamplePoll]:
 
 
 def _last_assignment(log: str) -> list[int]:
-    lines = [line for line in log.splitlines() if "partitions assigned: " in line]
+    """The partitions a consumer process held after its last rebalance."""
+    lines = [line for line in log.splitlines() if "; now holding [" in line]
     if not lines:
         return []
     return [int(p) for p in lines[-1].rsplit("[", 1)[1].rstrip("]").split(",") if p.strip()]

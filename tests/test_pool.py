@@ -13,7 +13,8 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg_pool import PoolTimeout
 
-from db.pool import autocommit_connection, connection
+from db.pool import autocommit_connection, connection, database_down
+from feedapp.errors import Unavailable
 
 
 async def test_more_requests_than_connections_all_get_one_in_turn() -> None:
@@ -39,12 +40,15 @@ async def test_a_checkout_gives_up_after_the_pool_timeout() -> None:
     async with contextlib.AsyncExitStack() as held:
         for _ in range(settings.DB_POOL_MAX_SIZE):
             await held.enter_async_context(autocommit_connection())
-        with override_settings(DB_POOL_TIMEOUT_SECONDS=0.2), pytest.raises(PoolTimeout):
+        # A pool with no place for the request answers 503 (Unavailable), not a traceback.
+        with override_settings(DB_POOL_TIMEOUT_SECONDS=0.2), pytest.raises(Unavailable) as err:
             async with autocommit_connection():
                 pass
+        assert isinstance(err.value.__cause__, PoolTimeout)
     # Every place was given back: the pool serves again.
     async with autocommit_connection() as conn:
         assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    assert not database_down()
 
 
 async def test_transactions_commit_or_roll_back_and_reads_autocommit() -> None:

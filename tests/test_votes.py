@@ -16,6 +16,8 @@ from stack.profiles import get_profile
 from tests.polls import db_counts, db_version, db_votes, grant, make_poll, submit_vote
 from tests.users import client_for, make_user
 from tests.waiting import eventually
+from votes.counts import store_counts
+from votes.rows import PollCounts
 
 pytestmark = pytest.mark.usefixtures("vote_consumer")
 
@@ -188,8 +190,29 @@ async def test_deleting_a_poll_drops_its_cached_counts(valkey_client) -> None:
     expected = {poll.option_ids[0]: 0, poll.option_ids[1]: 1, poll.option_ids[2]: 0}
     assert await eventually(lambda: api_counts(poll.id), expected) == expected
     assert valkey_client.exists(f"counts:poll:{poll.id}") == 1
+    version = int(valkey_client.hget(f"counts:poll:{poll.id}", "version"))
     response = await client_for(creator).delete(f"/api/poll/{poll.id}")
     assert response.status_code == 204
-    assert valkey_client.exists(f"counts:poll:{poll.id}") == 0
+    assert valkey_client.hgetall(f"counts:poll:{poll.id}") == {b"deleted": b"1"}
     assert (await client_for(creator).get(f"/api/vote/{poll.id}")).status_code == 404
     assert await submit_vote(client_for(creator), poll.id, poll.option_ids[1]) == 403
+
+    # A consumer batch that committed just before the deletion writes its counts late:
+    # refused, and nothing is published after poll_deleted.
+    pubsub = valkey_client.pubsub()
+    pubsub.subscribe(f"vote-updates:poll:{poll.id}")
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    late = PollCounts(poll.id, version + 1, poll.option_ids, [0, 2, 0])
+    store_counts(valkey_client, [late])
+    assert valkey_client.hgetall(f"counts:poll:{poll.id}") == {b"deleted": b"1"}
+    assert pubsub.get_message(timeout=1) is None
+    pubsub.close()
+
+
+async def test_openapi_says_what_a_503_to_a_vote_means(api) -> None:
+    schema = (await api.get("/api/openapi.json")).json()
+    answer = schema["paths"]["/api/vote/submit"]["post"]["responses"]["503"]
+    assert "may still be applied" in answer["description"]
+    assert "sending it again is safe" in answer["description"]
+    assert answer["headers"]["Retry-After"]["schema"] == {"type": "integer"}
+    assert "503" in schema["info"]["description"]

@@ -77,7 +77,10 @@ def apply_batches(
                 moved[partition] = fresh[-1].offset
         if not moved:
             return outcome
-        touched = _apply_votes(conn, last_vote_per_user(events), outcome)
+        votes = last_vote_per_user(events)
+        if votes:
+            conn.execute(Q["lock_polls"], {"poll_ids": sorted({v.poll_id for v in votes})})
+        touched = _apply_votes(conn, votes, outcome)
         if touched:
             conn.execute(Q["bump_versions"], {"poll_ids": touched})
             outcome.counts = read_counts_sync(conn, touched)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import socket
 
 from django.conf import settings
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import MemberToRemove, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
@@ -35,22 +36,59 @@ def admin_client(timeout: float = 5.0, servers: list[str] | None = None) -> Kafk
     servers = servers or settings.KAFKA_BOOTSTRAP_SERVERS
     if not _reachable(servers, timeout):
         raise KafkaError(f"no Kafka bootstrap server reachable: {servers}")
+    timeout_ms = int(timeout * 1000)
     return KafkaAdminClient(
-        bootstrap_servers=servers, request_timeout_ms=int(timeout * 1000), client_id="feedapp-admin"
+        bootstrap_servers=servers,
+        client_id="feedapp-admin",
+        request_timeout_ms=timeout_ms,
+        # The constructor waits for a first metadata answer, 30 s by default: a frozen
+        # broker accepts the connection and never answers.
+        bootstrap_timeout_ms=timeout_ms,
     )
+
+
+class Probe(enum.Enum):
+    ANSWERS = "answers"
+    REFUSED = "refused"  # no bootstrap server accepts a connection: certainly down
+    SILENT = "silent"  # connected, but no metadata answer in time: frozen, or only slow
+
+
+def probe(timeout: float, servers: list[str] | None = None) -> Probe:
+    """Whether the cluster answers a metadata request within about `timeout` seconds."""
+    servers = servers or settings.KAFKA_BOOTSTRAP_SERVERS
+    if not _reachable(servers, timeout):
+        return Probe.REFUSED
+    try:
+        admin = admin_client(timeout, servers)
+    except (KafkaError, OSError, ValueError):
+        return Probe.SILENT
+    try:
+        admin.describe_cluster()
+        return Probe.ANSWERS
+    except (KafkaError, OSError, ValueError):
+        return Probe.SILENT
+    finally:
+        admin.close()
 
 
 def cluster_answers(timeout: float, servers: list[str] | None = None) -> bool:
     """True when the cluster answers a metadata request within about `timeout` seconds."""
+    return probe(timeout, servers) is Probe.ANSWERS
+
+
+def remove_static_member(group: str, instance_id: str) -> None:
+    """Take a static member out of its group now, so that the others get its partitions
+    without waiting for its session to expire (a stopping consumer does this last)."""
     try:
-        admin = admin_client(timeout, servers)
-    except (KafkaError, OSError, ValueError):
-        return False
+        admin = admin_client()
+    except KafkaError as exc:
+        log.warning("could not leave group %s as %s: %r", group, instance_id, exc)
+        return
     try:
-        admin.describe_cluster()
-        return True
-    except (KafkaError, OSError, ValueError):
-        return False
+        admin.remove_group_members(group, [MemberToRemove(group_instance_id=instance_id)])
+        log.info("left group %s as static member %s", group, instance_id)
+    except KafkaError as exc:
+        log.warning("could not leave group %s as %s: %r", group, instance_id, exc)
     finally:
         admin.close()
 

@@ -4,7 +4,8 @@ Valkey holds, per poll, the absolute counts and the counts version. A script wri
 them only when the version is newer than the cached one, so late or repeated writers
 can never roll the cache back; the consumer's writes also publish the update on the
 poll's channel in the same step. Valkey is only a cache: a miss (flush, restart,
-eviction) is rebuilt from PostgreSQL on the next read.
+eviction) is rebuilt from PostgreSQL on the next read. A deleted poll's key is a
+tombstone that the script refuses to overwrite.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import valkey.asyncio as avalkey
 from django.conf import settings
 from valkey.exceptions import ValkeyError
 
-from db.pool import autocommit_connection
+from db.pool import run_read
 from db.sql import fetch_all, fetch_one, queries
 from db.valkey import LuaScript, get_async_valkey
+from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 from feedapp.rendering import dumps
 from votes import pubsub
 from votes.rows import PollCounts
@@ -75,6 +77,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
         version, data = await client.hmget(  # type: ignore[misc, union-attr]
             counts_key(poll_id), ["version", "counts"]
         )
+        VALKEY.ended()
         if version is not None and data is not None:
             pairs = orjson.loads(data)
             return PollCounts(
@@ -84,7 +87,7 @@ async def read_counts(poll_id: int) -> PollCounts | None:
                 [pair["vote_count"] for pair in pairs],
             )
     except (ValkeyError, OSError) as exc:
-        log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
         client = None
     return await _rebuild(poll_id, client)
 
@@ -96,10 +99,11 @@ async def read_counts_json(poll_id: int) -> bytes | None:
     client: avalkey.Valkey | None = get_async_valkey()
     try:
         data = await client.hget(counts_key(poll_id), "counts")  # type: ignore[misc, union-attr]
+        VALKEY.ended()
         if data is not None:
             return bytes(data)
     except (ValkeyError, OSError) as exc:
-        log.warning("counts cache unavailable, reading PostgreSQL: %r", exc)
+        VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
         client = None
     counts = await _rebuild(poll_id, client)
     return dumps(counts.as_list()) if counts is not None else None
@@ -107,26 +111,38 @@ async def read_counts_json(poll_id: int) -> bytes | None:
 
 async def _rebuild(poll_id: int, client: avalkey.Valkey | None) -> PollCounts | None:
     """The counts from PostgreSQL, put back into the cache (when it is reachable)."""
-    async with autocommit_connection() as conn:
-        counts = await fetch_one(conn, Q["poll_counts"], {"poll_ids": [poll_id]}, PollCounts)
+    params = {"poll_ids": [poll_id]}
+    counts = await run_read(lambda conn: fetch_one(conn, Q["poll_counts"], params, PollCounts))
     if counts is not None and client is not None:
         try:
             script = STORE_IF_NEWER.on_async(client)
             await script(keys=[counts_key(poll_id)], args=_script_args(counts, publish=False))
         except (ValkeyError, OSError) as exc:
-            log.warning("could not refill the counts cache of poll %d: %r", poll_id, exc)
+            VALKEY.failed(repr(exc), VALKEY_CONSEQUENCE)
+            log.info("could not refill the counts cache of poll %d: %r", poll_id, exc)
     return counts
 
 
 async def read_counts_many(poll_ids: list[int]) -> list[PollCounts]:
     """Absolute counts of several polls straight from PostgreSQL."""
-    async with autocommit_connection() as conn:
-        return await fetch_all(conn, Q["poll_counts"], {"poll_ids": poll_ids}, PollCounts)
+    params = {"poll_ids": poll_ids}
+    return await run_read(lambda conn: fetch_all(conn, Q["poll_counts"], params, PollCounts))
 
 
 async def forget_counts(poll_id: int) -> None:
-    """Drop a poll's cached counts (after the poll was deleted)."""
-    await get_async_valkey().delete(counts_key(poll_id))
+    """Replace a deleted poll's cached counts with a tombstone that refuses later writes.
+
+    The consumer writes counts after its transaction committed; a batch that committed
+    just before the deletion (or while Valkey was down) would otherwise write the counts
+    of a poll that no longer exists, and publish a vote_update after poll_deleted. The
+    tombstone lives as long as cached counts would.
+    """
+    key = counts_key(poll_id)
+    async with get_async_valkey().pipeline(transaction=True) as pipe:
+        pipe.delete(key)
+        pipe.hset(key, "deleted", "1")
+        pipe.expire(key, settings.COUNTS_CACHE_TTL_SECONDS)
+        await pipe.execute()
 
 
 async def forget_deleted_poll_counts(sender: object, poll_id: int, **kwargs: Any) -> None:

@@ -4,11 +4,15 @@ The business logic is two plain functions in `votes.apply`: `apply_batches` (in 
 PostgreSQL transaction) and `cache_counts` (after it committed). This runner only moves
 records to them, everything one poll returned (all its partitions) in one call, and:
 
-- on (re)assignment seeks each partition to the offset stored in PostgreSQL + 1;
+- waits for the database (and its schema) before it joins the group;
+- keeps newly assigned partitions paused until it has sought each to the offset stored
+  in PostgreSQL + 1 (read between polls, never in the rebalance listener: that runs on
+  the client's network thread, and blocking it would stop the heartbeats);
 - commits Kafka offsets by its commit policy, never before PostgreSQL committed the
   batch (Kafka's offsets are for lag monitoring; PostgreSQL's stored offset is the truth);
-- while PostgreSQL or a service a step needs is down, pauses its partitions and retries
-  with backoff, never moving past work that is not in PostgreSQL;
+- while PostgreSQL or a service a step needs is down, pauses every assigned partition
+  (also one assigned during the wait) and retries with backoff, never moving past work
+  that is not in PostgreSQL;
 - after SIGTERM/SIGINT finishes the batch in hand, then exits.
 """
 
@@ -17,18 +21,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import psycopg
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError
+from kafka.coordinator.assignors.abstract import AbstractPartitionAssignor
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import FencedInstanceIdError, KafkaError
 from kafka.structs import OffsetAndMetadata
+from psycopg_pool import PoolTimeout
 
 from db.backoff import Backoff
-from db.pool import get_sync_pool
-from votes import consumer_metrics
+from db.pool import ROLLED_BACK, get_sync_pool
+from feedapp.outages import KAFKA, POSTGRESQL, VALKEY
+from votes import broker, consumer_metrics
 from votes.apply import (
     BatchOutcome,
     Record,
@@ -44,6 +53,16 @@ FIRST_BACKOFF_SECONDS = 0.2
 MAX_BACKOFF_SECONDS = 10.0
 # After SIGTERM, the post-commit step gets this many more tries before the process exits.
 FINAL_ATTEMPTS = 3
+# A batch rolled back to break a deadlock is applied again at once this many times.
+CONFLICT_RETRIES = 3
+PAUSED = "the consumer pauses its partitions and retries"
+
+# KAFKA_CONSUMER_ASSIGNMENT: cooperative rebalancing (KIP-429) moves only the partitions
+# that change owner, so the others are consumed on; range is kafka-python's eager default.
+ASSIGNORS: dict[str, list[type[AbstractPartitionAssignor]]] = {
+    "cooperative-sticky": [CooperativeStickyAssignor],
+    "range": [RangePartitionAssignor],
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,14 @@ class RunnerConfig:
     poll_timeout_ms: int = 500
     stats_interval_seconds: float = 10.0
     commit_policy: CommitPolicy = COMMIT_EVERY_BATCH
+    # Group membership (KAFKA_CONSUMER_* settings; these defaults are theirs).
+    session_timeout_ms: int = 10000
+    heartbeat_interval_ms: int = 1000
+    max_poll_interval_ms: int = 30000
+    assignment: str = "cooperative-sticky"
+    # Static membership (KIP-345): a restarted consumer with the same id takes its
+    # partitions back at once, without a rebalance. Unique per running consumer.
+    instance_id: str | None = None
 
 
 @dataclass
@@ -90,33 +117,59 @@ class Stats:
     since: float = field(default_factory=time.monotonic)
 
 
-class _SeekToStored(ConsumerRebalanceListener):
-    """On assignment, continue each partition right after its offset in PostgreSQL."""
+class _Positions(ConsumerRebalanceListener):
+    """Newly assigned partitions wait, paused, until the runner has sought each to its
+    stored offset + 1 (the listener itself runs on the client's network thread, so it
+    does no I/O)."""
 
     def __init__(self, consumer: KafkaConsumer, config: RunnerConfig) -> None:
         self.consumer = consumer
         self.config = config
+        self.waiting: set[TopicPartition] = set()
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+        self.waiting.difference_update(revoked)
+        holding = self.consumer.assignment() - set(revoked)
+        log.info("partitions revoked: %s; now holding %s", _numbers(revoked), _numbers(holding))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         if not assigned:
             return
-        # If this fails, the consumer starts from the committed Kafka offsets, which never
-        # run ahead of PostgreSQL's; records already applied are then skipped.
-        with get_sync_pool().connection() as conn:
-            stored = stored_offsets(conn, self.config.group, self.config.topic)
-        for tp in assigned:
+        self.consumer.pause(*assigned)
+        self.waiting.update(assigned)
+        holding = self.consumer.assignment() | set(assigned)
+        log.info("partitions assigned: %s; now holding %s", _numbers(assigned), _numbers(holding))
+
+    def position(self) -> None:
+        """Seek the waiting partitions to their stored offsets + 1; they stay paused while
+        PostgreSQL cannot say where they are."""
+        self.waiting.intersection_update(self.consumer.assignment())
+        if not self.waiting:
+            return
+        try:
+            with get_sync_pool().connection() as conn:
+                stored = stored_offsets(conn, self.config.group, self.config.topic)
+        except (psycopg.Error, PoolTimeout) as exc:
+            POSTGRESQL.failed(repr(exc), PAUSED)
+            return
+        for tp in self.waiting:
             if tp.partition in stored:
                 self.consumer.seek(tp, stored[tp.partition] + 1)
             else:
                 self.consumer.seek_to_beginning(tp)
-        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        self.consumer.resume(*self.waiting)
+        self.waiting.clear()
+
+
+def _numbers(partitions: Iterable[TopicPartition]) -> list[int]:
+    return sorted(tp.partition for tp in partitions)
 
 
 def make_consumer(config: RunnerConfig) -> KafkaConsumer:
-    consumer = KafkaConsumer(
+    """The group member. Kafka-python's defaults (a 45 s session, eager rebalancing) left a
+    killed consumer's partitions idle for 45 s and stopped every member in a rebalance;
+    the settings of RunnerConfig bound both (docs/RELIABILITY.md)."""
+    return KafkaConsumer(
         bootstrap_servers=config.bootstrap_servers,
         group_id=config.group,
         client_id=f"{config.group}-consumer",
@@ -124,9 +177,40 @@ def make_consumer(config: RunnerConfig) -> KafkaConsumer:
         auto_offset_reset="earliest",
         max_poll_records=config.batch_size,
         isolation_level="read_committed",
+        session_timeout_ms=config.session_timeout_ms,
+        heartbeat_interval_ms=config.heartbeat_interval_ms,
+        max_poll_interval_ms=config.max_poll_interval_ms,
+        partition_assignment_strategy=ASSIGNORS[config.assignment],
+        group_instance_id=config.instance_id or None,
+        # Not up to 30 s between reconnection attempts after a broker outage.
+        reconnect_backoff_max_ms=1000,
     )
-    consumer.subscribe([config.topic], listener=_SeekToStored(consumer, config))
-    return consumer
+
+
+def wait_for_database(config: RunnerConfig, stop: threading.Event) -> bool:
+    """Wait until PostgreSQL answers and has the schema; False when stopping first.
+
+    A consumer started before the database is up or migrated would otherwise join the
+    group and hold partitions it cannot apply.
+    """
+    backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
+    said = ""
+    while not stop.is_set():
+        try:
+            with get_sync_pool().connection() as conn:
+                stored_offsets(conn, config.group, config.topic)
+            if said:
+                log.warning("the database is ready; consuming")
+            return True
+        except psycopg.errors.UndefinedTable:
+            reason = "its schema is missing (run `python manage.py dbmate up`)"
+        except (psycopg.Error, PoolTimeout) as exc:
+            reason = f"it does not answer ({exc.__class__.__name__})"
+        if reason != said:
+            log.warning("waiting for the database: %s", reason)
+            said = reason
+        stop.wait(backoff.next())
+    return False
 
 
 def run(
@@ -135,7 +219,16 @@ def run(
     consumer_factory: Callable[[RunnerConfig], KafkaConsumer] = make_consumer,
 ) -> Stats:
     """Consume until `stop` is set; returns the totals."""
+    if not wait_for_database(config, stop):
+        return Stats()
     consumer = consumer_factory(config)
+    # The group's leader assigns only partitions it has metadata for: a consumer that
+    # joined before it knew a new topic's partitions was seen to stay without any.
+    while not consumer.partitions_for_topic(config.topic) and not stop.is_set():
+        log.warning("waiting for the metadata of topic %s", config.topic)
+        stop.wait(1.0)
+    positions = _Positions(consumer, config)
+    consumer.subscribe([config.topic], listener=positions)
     totals = Stats()
     interval = Stats()
     committer = _Committer(consumer, config)
@@ -145,22 +238,32 @@ def run(
     try:
         kafka_backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while not stop.is_set():
+            positions.position()
             try:
                 batches = consumer.poll(
                     timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
                 )
                 kafka_backoff.reset()
                 consumer_metrics.polled()
+                KAFKA.ended()
+            except FencedInstanceIdError:
+                log.critical(
+                    "another consumer of group %s uses instance id %r; stopping",
+                    config.group,
+                    config.instance_id,
+                )
+                raise
             except KafkaError as exc:
                 # The client reconnects by itself; records not yet applied come again.
                 consumer_metrics.retried("kafka")
                 wait = kafka_backoff.next()
-                log.error("Kafka unavailable, retrying in %.1f s: %r", wait, exc)
+                KAFKA.failed(repr(exc), "the consumer retries")
+                log.info("Kafka unavailable, retrying in %.1f s: %r", wait, exc)
                 stop.wait(wait)
                 continue
             if not batches:
                 continue
-            outcome = _apply_until_done(consumer, config, batches, stop)
+            outcome = _apply_until_done(consumer, positions, config, batches, stop)
             if outcome is None:
                 continue  # stopping, or the partitions moved to another consumer
             consumer_metrics.batch_applied(
@@ -179,15 +282,21 @@ def run(
                 stats.applied += outcome.applicable
                 stats.poison += outcome.poison
                 stats.gone += outcome.gone
-            _after_commit_until_done(consumer, unfinished, stop)
+            _after_commit_until_done(consumer, positions, unfinished, stop)
             if time.monotonic() - interval.since >= config.stats_interval_seconds:
                 _log_stats(consumer, interval)
                 interval = Stats()
     finally:
         if unfinished:
-            _after_commit_until_done(consumer, unfinished, threading.Event(), FINAL_ATTEMPTS)
+            _after_commit_until_done(
+                consumer, positions, unfinished, threading.Event(), FINAL_ATTEMPTS
+            )
         committer.flush()
         consumer.close(autocommit=False)
+        if config.instance_id:
+            # kafka-python's static members do not leave the group on close (their session
+            # would have to expire): the others take the partitions over only now.
+            broker.remove_static_member(config.group, config.instance_id)
         log.info(
             "consumer stopped: %d records in %d batches, %d votes applicable, "
             "%d poison, %d for gone polls",
@@ -202,12 +311,14 @@ def run(
 
 def _apply_until_done(
     consumer: KafkaConsumer,
+    positions: _Positions,
     config: RunnerConfig,
     batches: dict[TopicPartition, list[ConsumerRecord]],
     stop: threading.Event,
 ) -> BatchOutcome | None:
     """Apply one poll's records (all partitions, one transaction), retrying outages."""
     backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
+    conflicts = 0
     while True:
         records = {
             tp.partition: [Record(r.offset, r.value) for r in kafka_records]
@@ -215,17 +326,29 @@ def _apply_until_done(
         }
         try:
             with get_sync_pool().connection() as conn:
-                return apply_batches(conn, config.group, config.topic, records)
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError) as exc:
+                outcome = apply_batches(conn, config.group, config.topic, records)
+            POSTGRESQL.ended()
+            return outcome
+        except ROLLED_BACK as exc:
+            # A deadlock or serialization conflict: the documented remedy is to run the
+            # transaction again, at once (a few times, then as for an outage).
+            conflicts += 1
+            log.warning("batch rolled back by PostgreSQL (%r); applying it again", exc)
+            if conflicts <= CONFLICT_RETRIES:
+                continue
+            wait = backoff.next()
+        except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
             consumer_metrics.retried("postgresql")
             wait = backoff.next()
-            log.error(
+            POSTGRESQL.failed(repr(exc), PAUSED)
+            _drop_broken_connections()
+            log.info(
                 "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
                 sum(map(len, records.values())),
                 wait,
                 exc,
             )
-        if not _wait_paused(consumer, wait, stop):
+        if not _wait_paused(consumer, positions, wait, stop):
             return None
         # Partitions that moved to another consumer during the wait are its work now.
         batches = {tp: rs for tp, rs in batches.items() if tp in consumer.assignment()}
@@ -233,8 +356,18 @@ def _apply_until_done(
             return None
 
 
+def _drop_broken_connections() -> None:
+    """After a failure, check every idle pooled connection at once: a restart breaks them
+    all, and the pool would otherwise find them one by one, sleeping longer after each."""
+    try:
+        get_sync_pool().check()
+    except (psycopg.Error, PoolTimeout, OSError) as exc:
+        log.info("checking the pooled connections failed: %r", exc)
+
+
 def _after_commit_until_done(
     consumer: KafkaConsumer,
+    positions: _Positions,
     unfinished: list[BatchOutcome],
     stop: threading.Event,
     attempts: int | None = None,
@@ -246,15 +379,17 @@ def _after_commit_until_done(
         try:
             cache_counts(unfinished)
             unfinished.clear()
+            VALKEY.ended()
             return
         except StepUnavailable as exc:
             consumer_metrics.retried("valkey")
             wait = backoff.next()
-            log.error("%s; retrying in %.1f s", exc, wait)
+            VALKEY.failed(str(exc), PAUSED)
+            log.info("%s; retrying in %.1f s", exc, wait)
         if attempts is not None:
             attempts -= 1
             time.sleep(wait)
-        elif not _wait_paused(consumer, wait, stop):
+        elif not _wait_paused(consumer, positions, wait, stop):
             return
 
 
@@ -290,23 +425,33 @@ class _Committer:
             log.info("kafka offset commit skipped: %r", exc)
 
 
-def _wait_paused(consumer: KafkaConsumer, seconds: float, stop: threading.Event) -> bool:
-    """Keep group membership alive without fetching for `seconds`; False when stopping."""
-    assigned = consumer.assignment()
-    consumer.pause(*assigned)
+def _wait_paused(
+    consumer: KafkaConsumer, positions: _Positions, seconds: float, stop: threading.Event
+) -> bool:
+    """Keep group membership alive without consuming for `seconds`; False when stopping.
+
+    Every assigned partition stays paused, also one assigned during the wait; records a
+    poll returns anyway are not dropped: their partition is sought back to the first of
+    them, so it is fetched again once the wait is over.
+    """
+    deadline = time.monotonic() + seconds
     try:
-        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if stop.is_set():
                 return False
+            consumer.pause(*consumer.assignment())
             try:
-                consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
+                fetched = consumer.poll(timeout_ms=min(200, int(seconds * 1000)))
                 consumer_metrics.polled()
             except KafkaError as exc:
-                log.warning("Kafka unavailable while paused: %r", exc)
+                log.info("Kafka unavailable while paused: %r", exc)
                 stop.wait(0.2)
+                continue
+            for tp, records in fetched.items():
+                if records and tp in consumer.assignment():
+                    consumer.seek(tp, records[0].offset)
     finally:
-        consumer.resume(*[tp for tp in assigned if tp in consumer.assignment()])
+        consumer.resume(*(consumer.assignment() - positions.waiting))
     return not stop.is_set()
 
 

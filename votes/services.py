@@ -9,7 +9,7 @@ from django.conf import settings
 
 from accounts import throttle
 from accounts.rows import UserRow
-from db.pool import autocommit_connection
+from db.pool import run_read
 from db.sql import fetch_one, fetch_value, queries
 from feedapp.errors import Conflict, Forbidden, NotFound, Unavailable
 from polls.errors import PollNotFound
@@ -22,21 +22,24 @@ from votes.rows import PollCounts, VoteCheck
 log = logging.getLogger(__name__)
 Q = queries("votes")
 
+VOTE_NOT_CONFIRMED = "The vote was not confirmed. It may still be counted; sending it again is safe"
+
 
 async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> VoteEvent:
     """Check the right to vote now, then enqueue the vote durably in Kafka.
 
     TooManyRequests: over the user's vote rate; Forbidden: no right to vote (also for a
     poll that does not exist); NotFound: the option is not in that poll; Conflict: the
-    poll has expired; Unavailable: the broker did not acknowledge.
+    poll has expired; Unavailable: the broker did not acknowledge in time or is known to
+    be unreachable (the vote may still be counted; sending it again is safe), or
+    PostgreSQL is unavailable.
     """
     rate = throttle.Rate(settings.VOTE_RATE_PER_SECOND, 1.0, settings.VOTE_RATE_BURST)
     throttle.raise_if_denied(
         await throttle.consume("votes:user", str(user.id), rate), "Too many votes; slow down"
     )
     params = {"user_id": user.id, "poll_id": poll_id, "vote_option_id": vote_option_id}
-    async with autocommit_connection() as conn:
-        check = await fetch_one(conn, Q["check_vote"], params, VoteCheck)
+    check = await run_read(lambda conn: fetch_one(conn, Q["check_vote"], params, VoteCheck))
     assert check is not None
     if not check.may_vote:
         raise Forbidden("You may not vote on this poll")
@@ -50,8 +53,9 @@ async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> Vo
         await produce_vote(event)
     except VoteNotEnqueued as exc:
         VOTE_PRODUCE_FAILURES.inc()
-        log.error("vote of user %d on poll %d not enqueued: %s", user.id, poll_id, exc)
-        raise Unavailable("The vote could not be recorded; please try again") from exc
+        # The producer logs outages once; one line per vote would flood the log.
+        log.info("vote of user %d on poll %d not confirmed: %s", user.id, poll_id, exc)
+        raise Unavailable(VOTE_NOT_CONFIRMED) from exc
     finally:
         VOTE_PRODUCE_SECONDS.observe(time.perf_counter() - started)
     return event
@@ -74,11 +78,5 @@ async def get_visible_counts_json(user: UserRow | None, poll_id: int) -> bytes:
 
 
 async def _may_view(user: UserRow | None, poll_id: int) -> bool:
-    async with autocommit_connection() as conn:
-        return bool(
-            await fetch_value(
-                conn,
-                Q["may_view_poll"],
-                {"user_id": user.id if user else None, "poll_id": poll_id},
-            )
-        )
+    params = {"user_id": user.id if user else None, "poll_id": poll_id}
+    return bool(await run_read(lambda conn: fetch_value(conn, Q["may_view_poll"], params)))

@@ -12,7 +12,7 @@ from accounts.auth import optional_user, require_user
 from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
 from feedapp.rendering import dumps, raw_json_answer
-from feedapp.schemas import JSON_INTEGER, Detail, HTTPValidationError
+from feedapp.schemas import JSON_INTEGER, RETRY_AFTER_HEADER, Detail, HTTPValidationError
 from votes.services import do_submit_vote, get_visible_counts_json
 
 router = Router(tags=["votes"])
@@ -60,9 +60,24 @@ class GetVoteCountsRow(Schema):
     summary="Submit or change a vote",
     # Before the body is validated: anonymous callers always get 401.
     auth=SESSION_REQUIRED,
+    openapi_extra={
+        # Keyed by the number, as ninja keys its own responses: merged into its 503.
+        "responses": {
+            503: {
+                "description": (
+                    "Not confirmed: the broker did not acknowledge the vote in time or is "
+                    "unreachable, or the database is down. The vote may still be applied; "
+                    "sending it again is safe (one vote per user and poll)."
+                ),
+                "headers": {"Retry-After": RETRY_AFTER_HEADER},
+            }
+        }
+    },
 )
 async def submit_vote(request: HttpRequest, body: VotePayload) -> HttpResponse:
-    """Accepted once the vote is durably in Kafka; counts change when it is applied."""
+    """201 once all in-sync replicas of the broker have the vote; the counts change when the
+    consumer applies it. 503 means "not confirmed": the vote may still be applied, and
+    sending it again is safe, since a user has one vote per poll."""
     user = await require_user(request)
     await do_submit_vote(user, body.poll_id, body.vote_option_id)
     return raw_json_answer(_ACCEPTED, status=201)

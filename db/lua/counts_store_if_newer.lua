@@ -1,4 +1,9 @@
 -- KEYS[1] = counts key; ARGV = version, counts JSON, TTL seconds, channel ('' = none), message
+-- A deleted poll's key holds only `deleted` (votes.counts.forget_counts): nothing is
+-- written or published for it.
+if redis.call('HEXISTS', KEYS[1], 'deleted') == 1 then
+    return 0
+end
 local current = redis.call('HGET', KEYS[1], 'version')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
     return 0

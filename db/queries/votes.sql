@@ -25,6 +25,17 @@ ON CONFLICT (consumer_group, topic, partition)
     DO UPDATE SET last_offset = o.last_offset
 RETURNING partition, last_offset
 
+-- name: lock_polls
+-- Takes the batch's polls before any vote or count row, in id order, FOR KEY SHARE (what
+-- the votes' foreign keys take anyway). Deleting a poll locks its row before the cascade
+-- reaches vote and vote_count, so both take the poll first: no deadlock between them.
+-- A deleted poll is simply not returned.
+SELECT id
+FROM poll
+WHERE id = ANY(%(poll_ids)s::bigint[])
+ORDER BY id
+FOR KEY SHARE
+
 -- name: store_offsets
 -- Records each partition's last applied offset, in the batch's transaction (the rows are
 -- claimed and locked by claim_partitions first).

@@ -32,6 +32,12 @@ class Command(BaseCommand):
             "%(default)s)",
         )
         parser.add_argument(
+            "--instance-id",
+            default=settings.KAFKA_CONSUMER_INSTANCE_ID,
+            help="a stable, unique name of this consumer for static group membership "
+            "(default: KAFKA_CONSUMER_INSTANCE_ID; empty: dynamic membership)",
+        )
+        parser.add_argument(
             "--batch-size",
             type=int,
             default=RunnerConfig.batch_size,
@@ -75,6 +81,11 @@ class Command(BaseCommand):
                 batch_size=options["batch_size"],
                 poll_timeout_ms=options["poll_timeout_ms"],
                 stats_interval_seconds=options["stats_interval"],
+                session_timeout_ms=settings.KAFKA_CONSUMER_SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=settings.KAFKA_CONSUMER_HEARTBEAT_INTERVAL_MS,
+                max_poll_interval_ms=settings.KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS,
+                assignment=settings.KAFKA_CONSUMER_ASSIGNMENT,
+                instance_id=options["instance_id"] or None,
             ),
             stop,
         )
