@@ -177,6 +177,13 @@ class User(AbstractBaseUser):
     # save() stays: Django itself records last_login with it, and `changepassword` sets
     # a password; neither has effects beyond the row.
 
+    def set_password(self, raw_password: str | None) -> None:
+        """Set the password and end every session, as the API's password change does:
+        `manage.py changepassword` and Django's password forms come through here, and an
+        operator resetting a password usually does so because the account was taken."""
+        super().set_password(raw_password)
+        self.session_generation += 1
+
     def has_perm(self, perm: str, obj: models.Model | None = None) -> bool:
         """Whether this user holds the admin right `perm` ("app_label.codename")."""
         if not self.is_active:

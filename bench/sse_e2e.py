@@ -247,8 +247,10 @@ def main() -> None:
     setup_django(args.profile, extra)
     from django.conf import settings
 
+    from db.migrate import dbmate
     from votes import broker
 
+    dbmate(settings.DATABASE_URL, "up")  # a fresh stack's database, or one behind main
     broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
     voters = int(args.rate * args.seconds / args.polls) + 1
     polls, cookies, probe_cookies, warm_poll = asyncio.run(prepare(args.polls, voters))

@@ -7,12 +7,17 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.management.commands import changepassword
+from django.core.management import call_command
 from django.test import AsyncClient, override_settings
 
 from accounts.auth import COOKIE_NAME
 from accounts.services import do_deactivate_user, do_end_all_sessions, do_reactivate_user
 from accounts.tokens import issue_token, read_token
+from accounts.users import forget_user
 from db.pool import connection
 from db.sql import execute
 from tests.accounts_client import AddressedClient, new_identity, register
@@ -142,6 +147,21 @@ async def test_a_password_change_ends_the_other_sessions() -> None:
     old = {"username": identity["username"], "password": identity["password"]}
     assert (await AddressedClient().post_json(LOGIN, old)).status_code == 401
     assert (await login(identity | {"password": new_password})).cookies[COOKIE_NAME].value
+
+
+async def test_manage_py_changepassword_ends_every_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    identity = new_identity()
+    client, info = await signed_in(identity)
+    new_password = "an-operator-reset-this"
+    monkeypatch.setattr(changepassword.Command, "_get_pass", lambda self, prompt="": new_password)
+    await sync_to_async(call_command)("changepassword", identity["username"])
+    # The command runs in a process of its own; this one would notice within
+    # AUTH_USER_CACHE_SECONDS, as it does a ban.
+    forget_user(info["id"])
+    assert (await client.get(ME)).status_code == 401
+    assert (await (await login(identity | {"password": new_password})).get(ME)).status_code == 200
 
 
 async def test_a_ban_ends_sessions_for_good() -> None:
