@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Final
 
 from django.conf import settings
 from django.http import HttpResponseBase
 
 from accounts.auth import COOKIE_NAME
-from accounts.tokens import issue_token
+from accounts.tokens import issue_token, token_expiry
 
 SAMESITE: Final = "Lax"
 
@@ -19,15 +20,18 @@ def set_session_cookie(
     generation: int,
     session_id: str | None = None,
     now: float | None = None,
+    started_at: int | None = None,
 ) -> None:
     """Put a fresh token for `user_id` into the response's cookie.
 
-    A new session unless `session_id` names the one being renewed.
+    A new session unless `session_id` names the one being renewed (begun at `started_at`).
+    The cookie lasts as long as its token.
     """
+    issued = int(time.time() if now is None else now)
     response.set_cookie(
         COOKIE_NAME,
-        issue_token(user_id, generation, session_id, now=now),
-        max_age=settings.JWT_TTL_SECONDS,
+        issue_token(user_id, generation, session_id, now=issued, started_at=started_at),
+        max_age=token_expiry(issued, issued if started_at is None else started_at) - issued,
         path="/",
         secure=settings.AUTH_COOKIE_SECURE,
         httponly=True,

@@ -71,9 +71,11 @@ def _renew_session(request: HttpRequest, response: HttpResponseBase) -> None:
     claims = getattr(request, "feedapp_claims", None)
     if user is None or claims is None or COOKIE_NAME in response.cookies:
         return
-    if claims.user_id == user.id and claims.past_half_life():
-        # The same session: revoking it later ends this renewed token too.
-        set_session_cookie(response, user.id, claims.generation, claims.session_id)
+    if claims.user_id == user.id and claims.renewable():
+        # The same session (revoking it later ends this renewed token too), as old as it is.
+        set_session_cookie(
+            response, user.id, claims.generation, claims.session_id, started_at=claims.started_at
+        )
 
 
 @sync_and_async_middleware

@@ -1,9 +1,12 @@
 """Session tokens: HS256 JWTs carried in an HttpOnly cookie.
 
 Claims: `sub` (the user id), `iat`, `exp`, `sid` (the session: kept when the token is
-renewed, so that revoking it ends every renewed copy too) and `gen` (the user's session
-generation when the session began: bumping it ends all of a user's sessions at once).
-accounts.users.get_session_user checks the last two against the database.
+renewed, so that revoking it ends every renewed copy too), `gen` (the user's session
+generation when the session began: bumping it ends all of a user's sessions at once) and
+`auth_time` (when the session began, with a password: kept when renewed, so that no
+session outlives SESSION_MAX_AGE_SECONDS however often it is used; a token without it,
+issued before it existed, counts from its `iat`). accounts.users.get_session_user checks
+`sid` and `gen` against the database.
 
 Each distinct token is verified once per process: its claims are kept (a bounded LRU
 keyed by the exact token string) and only its expiry is checked again on later uses.
@@ -40,28 +43,51 @@ class Claims:
     expires_at: int
     session_id: str
     generation: int
+    started_at: int
 
     def past_half_life(self, now: float | None = None) -> bool:
         """True once more than half of the token's lifetime has passed (time to renew)."""
         now = time.time() if now is None else now
         return now - self.issued_at > (self.expires_at - self.issued_at) / 2
 
+    def renewable(self, now: float | None = None) -> bool:
+        """Past half its life, and a new token would expire later than this one: near the
+        end of the session's maximum age, renewing would only hand out shorter tokens."""
+        return self.past_half_life(now) and self.expires_at < session_end(self.started_at)
+
 
 def new_session_id() -> str:
     return secrets.token_hex(16)
 
 
+def session_end(started_at: int) -> int:
+    """When a session that began at `started_at` ends, however often it was renewed."""
+    return started_at + settings.SESSION_MAX_AGE_SECONDS
+
+
+def token_expiry(issued_at: int, started_at: int) -> int:
+    """`exp` of a token issued at `issued_at` in a session that began at `started_at`."""
+    return min(issued_at + settings.JWT_TTL_SECONDS, session_end(started_at))
+
+
 def issue_token(
-    user_id: int, generation: int = 0, session_id: str | None = None, now: float | None = None
+    user_id: int,
+    generation: int = 0,
+    session_id: str | None = None,
+    now: float | None = None,
+    started_at: int | None = None,
 ) -> str:
-    """A token for `user_id` in session `session_id` (a new session when None)."""
+    """A token for `user_id` in session `session_id` that began at `started_at` (a new
+    session, beginning now, when they are None)."""
     issued = int(time.time() if now is None else now)
+    started = issued if started_at is None else started_at
     payload = {
         "sub": str(user_id),
         "iat": issued,
-        "exp": issued + settings.JWT_TTL_SECONDS,
+        "exp": token_expiry(issued, started),
         "sid": session_id or new_session_id(),
         "gen": generation,
+        "auth_time": started,
     }
     return jwt.encode(payload, settings.JWT_SECRET_KEY, algorithm=ALGORITHM)
 
@@ -137,12 +163,21 @@ def _verify(token: str, key: str) -> Claims | None:
             return None
         if not isinstance(gen, int) or isinstance(gen, bool) or not 0 <= gen < 2**31:
             return None
+        issued = int(payload["iat"])
+        started = payload.get("auth_time", issued)
+        if not isinstance(started, int) or isinstance(started, bool) or started > issued:
+            return None
+        # A token issued before the maximum age was lowered ends with its session too.
+        expires = min(int(payload["exp"]), session_end(started))
+        if expires <= time.time():
+            return None
         return Claims(
             user_id=int(sub),
-            issued_at=int(payload["iat"]),
-            expires_at=int(payload["exp"]),
+            issued_at=issued,
+            expires_at=expires,
             session_id=sid,
             generation=gen,
+            started_at=started,
         )
     except (jwt.InvalidTokenError, TypeError, ValueError):
         return None

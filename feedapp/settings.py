@@ -123,6 +123,8 @@ TEMPLATES = [
 # --- Sessions -----------------------------------------------------------------------------
 JWT_SECRET_KEY = _secret("JWT_SECRET_KEY")
 JWT_TTL_SECONDS = env.int("JWT_TTL_SECONDS", default=3600)
+# However often a session is renewed, it ends this long after its sign-in (30 days).
+SESSION_MAX_AGE_SECONDS = env.int("SESSION_MAX_AGE_SECONDS", default=30 * 24 * 3600)
 # How stale the per-process view of a user may be: a ban applies within this delay.
 AUTH_USER_CACHE_SECONDS = env.float("AUTH_USER_CACHE_SECONDS", default=5.0)
 # The session cookie travels over HTTPS only; off in development so http://localhost works.

@@ -319,6 +319,65 @@ async def test_young_session_cookie_is_not_renewed() -> None:
     assert COOKIE_NAME not in response.cookies
 
 
+async def test_renewal_keeps_the_sessions_start_and_never_passes_its_maximum_age() -> None:
+    user = await make_user()
+    now = time.time()
+    ttl = settings.JWT_TTL_SECONDS
+    started = int(now - settings.SESSION_MAX_AGE_SECONDS + ttl * 0.3)  # ends before exp
+    client = AsyncClient()
+    client.cookies[COOKIE_NAME] = issue_token(user.id, now=now - ttl * 0.6, started_at=started)
+    response = await client.get(ME)
+    assert response.status_code == 200
+    # Renewing would only give a shorter token: the session ends when it ends.
+    assert COOKIE_NAME not in response.cookies
+
+    started = int(now - settings.SESSION_MAX_AGE_SECONDS + ttl * 2)  # ends in 2 ttl
+    client.cookies[COOKIE_NAME] = issue_token(user.id, now=now - ttl * 0.6, started_at=started)
+    renewed = (await client.get(ME)).cookies[COOKIE_NAME]
+    claims = read_token(renewed.value)
+    assert claims is not None and claims.started_at == started
+    assert claims.expires_at == claims.issued_at + ttl  # a full lifetime still fits
+    assert int(renewed["max-age"]) == ttl
+
+
+async def test_a_session_past_its_maximum_age_gets_401() -> None:
+    user = await make_user()
+    now = time.time()
+    # Issued 5 minutes ago in a session begun 11 minutes ago, under a longer maximum age:
+    # its exp is still ahead, but under the maximum age now configured the session is over.
+    old = issue_token(user.id, now=now - 300, started_at=int(now - 660))
+    with override_settings(SESSION_MAX_AGE_SECONDS=600):
+        assert read_token(old) is None
+        client = AsyncClient()
+        client.cookies[COOKIE_NAME] = old
+        assert (await client.get(ME)).status_code == 401
+
+        # A renewed token that nears the end is cut to it, cookie included.
+        fresh = issue_token(user.id, now=now, started_at=int(now - 500))
+        claims = read_token(fresh)
+        assert claims is not None and claims.expires_at == int(now - 500) + 600
+
+
+async def test_a_token_from_before_session_start_times_counts_from_its_issue() -> None:
+    user = await make_user()
+    issued = int(time.time()) - 60
+    payload = {
+        "sub": str(user.id),
+        "iat": issued,
+        "exp": issued + settings.JWT_TTL_SECONDS,
+        "sid": "0" * 32,
+        "gen": 0,
+    }
+    claims = read_token(jwt.encode(payload, settings.JWT_SECRET_KEY, algorithm="HS256"))
+    assert claims is not None and claims.started_at == issued
+    # A start after the issue, or of the wrong type, is a forgery.
+    for started in (issued + 1, "0", True):
+        forged = jwt.encode(
+            payload | {"auth_time": started}, settings.JWT_SECRET_KEY, algorithm="HS256"
+        )
+        assert read_token(forged) is None
+
+
 async def test_old_cookie_of_a_banned_user_is_not_renewed() -> None:
     user = await make_user()
     await do_deactivate_user(user.id)
