@@ -61,6 +61,43 @@ def signed_in_staff(request: HttpRequest) -> User:
     return user
 
 
+CONFIRM_BAN = "confirm_ban"
+
+
+def ask_before_banning(
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    action: str,
+    selected: list[Any],
+    users: list[User],
+) -> TemplateResponse | None:
+    """The page that asks a moderator to confirm a ban, or None once they have.
+
+    A ban ends the users' sessions and streams at once and cannot be fully undone (a
+    reactivated user signs in again; resolved reports stay resolved), so, like a deletion,
+    it asks first. The page re-posts the action with the same `selected` rows.
+    """
+    if CONFIRM_BAN in request.POST:
+        return None
+    staff = signed_in_staff(request)
+    return TemplateResponse(
+        request,
+        "admin/confirm_ban.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Ban these users?",
+            "opts": modeladmin.opts,
+            "banned": [user for user in users if staff.may_ban(user) and user.is_active],
+            "spared": [user for user in users if not staff.may_ban(user)],
+            "selected": selected,
+            "action": action,
+            "confirm": CONFIRM_BAN,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": modeladmin.media,
+        },
+    )
+
+
 def _moderator_in_force() -> Exists:
     now = Now()
     return Exists(
@@ -202,11 +239,15 @@ class UserAdmin(LargeTableAdmin):
         """Store the admin flags through accounts.services (the only fields edited here)."""
         run_sync(do_set_staff(obj.pk, obj.is_staff, obj.is_superuser))
 
-    @admin.action(permissions=["ban"], description="Deactivate (ban) selected users")
-    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+    @admin.action(permissions=["ban"], description="Deactivate (ban) selected users (asks first)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
+        users = list(queryset)
+        page = ask_before_banning(self, request, "deactivate", [u.pk for u in users], users)
+        if page is not None:
+            return page
         staff = signed_in_staff(request)
         done, refused = 0, []
-        for user in queryset:
+        for user in users:
             if not staff.may_ban(user):
                 refused.append(str(user))
             elif run_sync(do_deactivate_user(user.pk)):
@@ -219,6 +260,7 @@ class UserAdmin(LargeTableAdmin):
                 f"Not yours to ban (yourself, or a superuser): {', '.join(refused)}.",
                 messages.WARNING,
             )
+        return None
 
     @admin.action(permissions=["ban"], description="Reactivate selected users")
     def reactivate(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

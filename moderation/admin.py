@@ -22,11 +22,12 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from accounts.admin import signed_in_staff
+from accounts.admin import ask_before_banning, signed_in_staff
 from accounts.models import User
 from db.sync_bridge import run_sync
 from feedapp.changelists import ChosenFilter, LargeTableAdmin
@@ -275,10 +276,20 @@ class ReviewQueueAdmin(LargeTableAdmin):
     def delete_model(self, request: HttpRequest, obj: ReportedPoll) -> None:
         delete_poll_as_staff(request, obj.pk)
 
-    @admin.action(permissions=["ban"], description="Ban the creators (resolves all their reports)")
-    def ban_creators(self, request: HttpRequest, queryset: QuerySet[ReportedPoll]) -> None:
+    @admin.action(
+        permissions=["ban"], description="Ban the creators (resolves all their reports; asks first)"
+    )
+    def ban_creators(
+        self, request: HttpRequest, queryset: QuerySet[ReportedPoll]
+    ) -> TemplateResponse | None:
+        entries = list(queryset.select_related("poll__creator"))
+        creators = {entry.poll.creator_id: entry.poll.creator for entry in entries}
+        page = ask_before_banning(
+            self, request, "ban_creators", [entry.pk for entry in entries], list(creators.values())
+        )
+        if page is not None:
+            return page
         staff = signed_in_staff(request)
-        creators = {entry.poll.creator_id: entry.poll.creator for entry in queryset}
         banned, refused = [], []
         for creator in creators.values():
             if not staff.may_ban(creator):
@@ -315,6 +326,7 @@ class ReviewQueueAdmin(LargeTableAdmin):
                 f"Not yours to ban (yourself, or a superuser): {', '.join(refused)}.",
                 messages.WARNING,
             )
+        return None
 
 
 class OpenFilter(admin.SimpleListFilter):

@@ -150,7 +150,21 @@ async def test_a_ban_in_the_admin_ends_the_session_and_the_votes() -> None:
         assert await me() == 200  # cached by this process now
         assert await submit_vote(victim, poll.id, poll.option_ids[0]) == 201
 
-        response = await root.client.action(USERS, "deactivate", [info["id"]])
+        # The action asks first: the page names the user, and nothing happens yet.
+        page = await root.client.action(USERS, "deactivate", [info["id"]])
+        assert page.status_code == 200
+        assert identity["username"].encode() in page.content
+        assert b'name="confirm_ban"' in page.content
+        assert await me() == 200
+        # Confirmed as a browser would: the page's own form, posted back as it is.
+        fields: dict[str, list[str]] = {}
+        for name, value in re.findall(
+            rb'<input type="(?:hidden|submit)" name="([^"]+)" value="([^"]*)"', page.content
+        ):
+            fields.setdefault(name.decode(), []).append(value.decode())
+        assert fields["_selected_action"] == [str(info["id"])]
+        assert fields["action"] == ["deactivate"]
+        response = await root.client.post(USERS, fields)
         assert response.status_code == 302
         delay = settings.AUTH_USER_CACHE_SECONDS + 10
         assert await eventually(me, 401, within=delay) == 401
@@ -178,7 +192,12 @@ async def test_a_ban_in_the_admin_ends_the_session_and_the_votes() -> None:
 
 async def test_staff_ban_neither_themselves_nor_a_superuser() -> None:
     staff, root = await make_admin(), await make_admin(superuser=True)
-    response = await staff.client.action(USERS, "deactivate", [staff.user.id, root.user.id])
+    page = await staff.client.action(USERS, "deactivate", [staff.user.id, root.user.id])
+    assert b"None of the selected users can be banned by you" in page.content
+    assert b'name="confirm_ban"' not in page.content
+    response = await staff.client.action(
+        USERS, "deactivate", [staff.user.id, root.user.id], confirm_ban="Yes, ban them"
+    )
     assert response.status_code == 302
     assert b"Not yours to ban" in (await staff.client.get(USERS)).content
     async with connection() as conn:

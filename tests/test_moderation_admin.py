@@ -224,7 +224,12 @@ async def test_banning_a_creator_from_the_queue_ends_their_session_and_resolves_
 
     with override_settings(AUTH_USER_CACHE_SECONDS=1.0):
         assert await me() == 200
-        response = await staff.client.action(QUEUE, "ban_creators", [first.id])
+        page = await staff.client.action(QUEUE, "ban_creators", [first.id])
+        assert page.status_code == 200 and identity["username"].encode() in page.content
+        assert await me() == 200  # asked, not done
+        response = await staff.client.action(
+            QUEUE, "ban_creators", [first.id], confirm_ban="Yes, ban them"
+        )
         assert response.status_code == 302
         assert await eventually(me, 401, within=settings.AUTH_USER_CACHE_SECONDS + 10) == 401
     vote = await creator_client.post_json(
@@ -256,7 +261,9 @@ async def test_staff_ban_neither_themselves_nor_a_superuser_from_the_queue() -> 
     theirs, mine = await make_poll(root), await make_poll(staff.user)
     await reported(theirs, "spam")
     await reported(mine, "spam")
-    response = await staff.client.action(QUEUE, "ban_creators", [theirs.id, mine.id])
+    response = await staff.client.action(
+        QUEUE, "ban_creators", [theirs.id, mine.id], confirm_ban="Yes, ban them"
+    )
     assert response.status_code == 302
     page = await staff.client.get(QUEUE)
     assert b"Not yours to ban" in page.content
