@@ -364,5 +364,10 @@ LOGGING = {
     "loggers": {
         "kafka": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
+        # uvicorn's own lines in a server process (from the app's import on), through the
+        # same handler: with LOG_FORMAT=json the log is JSON throughout. Only a --workers
+        # supervisor, which never imports the app, keeps uvicorn's format. Its access log
+        # (uvicorn.access) is left alone: off in production, feedapp.requestlog logs requests.
+        "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }

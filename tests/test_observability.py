@@ -278,14 +278,17 @@ async def test_the_series_move_when_a_vote_flows_through(vote_path) -> None:
     assert await asyncio.wait_for(probe.wait(), 30) == 0
 
     # JSON logs: one object per line; the request line of each vote with its own id.
-    lines = [
-        json.loads(line)
-        for line in (logs / "web.log").read_text().splitlines()
-        if line.startswith("{")
-    ]
+    text = (logs / "web.log").read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     votes = [line for line in lines if line.get("http", {}).get("route") == "/api/vote/submit"]
     assert [line["http"]["status"] for line in votes] == [201, 201, 429]
     assert len({line["request_id"] for line in votes}) == 3
+    # uvicorn's own lines in each worker are JSON too (only its supervisor's are not).
+    started = [line for line in lines if line.get("logger") == "uvicorn.error"]
+    assert sum("Started server process" in line["message"] for line in started) == 2
+    assert not any(
+        "Started server process" in line for line in text.splitlines() if not line.startswith("{")
+    )
 
 
 async def _answers(url: str) -> bool:
