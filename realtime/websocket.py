@@ -1,9 +1,10 @@
 """The WebSocket route `/ws/poll/{poll_id}`: the stream's events as JSON text frames.
 
 Same view right, limits and hub as the SSE stream. Frames:
-`{"event": "vote_update", "id": <version>, "data": [{"vote_option_id", "vote_count"}, ...]}`
-and `{"event": "poll_deleted"}`. The connection is accepted, then closed with a code when
-refused: 4404 not viewable, 4429 past a stream limit, 1013 shutting down; after
+`{"event": "vote_update", "id": <version>, "data": [{"vote_option_id", "vote_count"}, ...]}`,
+`{"event": "poll_deleted"}` and `{"event": "access_revoked"}` (the last two just before
+their close codes, as on the SSE stream). The connection is accepted, then closed with a
+code when refused: 4404 not viewable, 4429 past a stream limit, 1013 shutting down; after
 `poll_deleted` with 1000, on process shutdown with 1001, and with 4403 once the viewer
 may no longer watch (banned, logged out, token expired, no longer allowed to view the
 poll; see realtime.access). A foreign Origin is refused
@@ -48,6 +49,7 @@ CLOSE_CODES: dict[type[ServiceError], int] = {
 }
 
 POLL_DELETED_FRAME = '{"event":"poll_deleted"}'
+ACCESS_REVOKED_FRAME = '{"event":"access_revoked"}'
 
 
 def vote_update_frame(update: Update) -> str:
@@ -113,6 +115,8 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
                         await self.close(code=CLOSE_NORMAL)
                         return
                     elif item is Signal.ACCESS_REVOKED:
+                        # Said in a frame too: a client library may hide the close code.
+                        await self.send(text_data=ACCESS_REVOKED_FRAME)
                         await self.close(code=CLOSE_ACCESS_REVOKED)
                         return
             await self.close(code=CLOSE_GOING_AWAY)

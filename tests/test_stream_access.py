@@ -192,9 +192,12 @@ async def test_a_ban_closes_the_websocket_with_4403() -> None:
         assert connected
         assert (await ws.receive_json_from(timeout=10))["event"] == "vote_update"
         await do_deactivate_user(viewer.id)
+        frames = []
         output = await ws.receive_output(timeout=10)
         while output["type"] == "websocket.send":
+            frames.append(json.loads(output["text"]))
             output = await ws.receive_output(timeout=10)
+        assert frames[-1] == {"event": "access_revoked"}
         assert output == {"type": "websocket.close", "code": 4403}
 
 
