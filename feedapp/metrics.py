@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import os
+import re
 import secrets
 from typing import Any
 
@@ -83,10 +84,39 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     children[1].observe(seconds)
 
 
+# prometheus-client's file of one process's "live" gauges (livesum, liveall, ...).
+_LIVE_GAUGES_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def forget_dead_workers(directory: str) -> list[int]:
+    """Drop the live gauges of workers that died without exiting (SIGKILL, the OOM killer):
+    their atexit hook never ran, so their open streams would be summed forever. The pids
+    dropped, for the caller's log."""
+    dead = set()
+    for name in os.listdir(directory):
+        match = _LIVE_GAUGES_FILE.fullmatch(name)
+        if match and not _running(int(match[1])):
+            dead.add(int(match[1]))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)
+    return sorted(dead)
+
+
 def exposition() -> bytes:
     """Every series of this process, or of all the host's workers in multiprocess mode."""
     if not MULTIPROCESS:
         return generate_latest(REGISTRY)
+    forget_dead_workers(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)

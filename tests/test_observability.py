@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -17,10 +18,12 @@ from pathlib import Path
 
 import pytest
 from django.test import override_settings
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
+from feedapp.metrics import forget_dead_workers
 from feedapp.requestlog import JsonFormatter, RequestIdFilter
 from stack.profiles import PROJECT_ROOT
 from tests.accounts_client import AddressedClient
@@ -337,3 +340,37 @@ def test_the_dashboard_queries_only_series_that_exist() -> None:
         family = re.sub(r"_(bucket|count|sum|total)$", "", name)
         typed = rf"^# TYPE ({family}|{name}) "
         assert re.search(typed, exposed, re.MULTILINE), f"{name} is not a series"
+
+
+_SETS_A_LIVE_GAUGE = """
+import os, signal, sys, time
+from prometheus_client import Gauge
+Gauge("test_streams_open", "open streams", multiprocess_mode="livesum").set(int(sys.argv[1]))
+print("set", flush=True)
+if sys.argv[2] == "killed":
+    os.kill(os.getpid(), signal.SIGKILL)
+time.sleep(60)
+"""
+
+
+def _streams_open(directory: Path) -> float:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, str(directory))
+    return value(generate_latest(registry).decode(), "test_streams_open")
+
+
+def test_a_killed_workers_open_streams_stop_counting(tmp_path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    command = [sys.executable, "-c", _SETS_A_LIVE_GAUGE]
+    # One worker SIGKILLed with 5 streams open (no atexit), one alive with 2.
+    subprocess.run([*command, "5", "killed"], env=env, timeout=60)
+    alive = subprocess.Popen([*command, "2", "alive"], env=env, stdout=subprocess.PIPE)
+    try:
+        assert alive.stdout is not None and alive.stdout.readline() == b"set\n"
+        assert _streams_open(tmp_path) == 7  # what a scrape said before
+        dead = forget_dead_workers(str(tmp_path))
+        assert len(dead) == 1 and alive.pid not in dead
+        assert _streams_open(tmp_path) == 2
+    finally:
+        alive.kill()
+        alive.wait()
