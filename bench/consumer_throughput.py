@@ -49,11 +49,15 @@ from votes.messages import VoteEvent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--polls", type=int, default=1_000)
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--batch-size", type=int, default=2_000)
-    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="vote events to produce and apply"
+    )
+    parser.add_argument("--polls", type=int, default=1_000, help="polls the votes spread over")
+    parser.add_argument("--users", type=int, default=10_000, help="users who vote")
+    parser.add_argument(
+        "--batch-size", type=int, default=2_000, help="the consumer's records per batch"
+    )
+    parser.add_argument("--partitions", type=int, default=12, help="partitions of the run's topic")
     parser.add_argument("--py-spy", metavar="FILE", help="sample the consumer, stacks to FILE")
     args = parser.parse_args()
 

@@ -276,7 +276,7 @@ def measure(server: WebServer, script: Path, connections: int, seconds: float) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--routes", default=",".join(ROUTES), help="comma-separated names")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per route")
     parser.add_argument("--warm-up", type=float, default=3.0, help="seconds per route")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")

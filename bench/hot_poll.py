@@ -285,11 +285,13 @@ def counts_now(database_url: str, poll_id: int) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument("--streams", type=int, default=10_000, help="streams on the one hot poll")
     parser.add_argument("--rate", type=float, default=300.0, help="votes per second")
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long votes arrive")
     parser.add_argument("--voters", type=int, default=600, help="each votes rate/voters a second")
-    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="processes that hold the streams"
+    )
     parser.add_argument("--in-flight", type=int, default=32, help="handshakes at a time, each")
     parser.add_argument("--profile", default="bench", help="stack profile to run against")
     args = parser.parse_args()

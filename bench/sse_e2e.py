@@ -222,11 +222,13 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=500.0, help="votes per second, in all")
-    parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--polls", type=int, default=10)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--streams", type=int, default=1000, help="streams, spread over the polls")
+    parser.add_argument("--polls", type=int, default=10, help="polls voted on and watched")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long votes are sent")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="processes that hold the streams"
+    )
     parser.add_argument("--in-flight", type=int, default=64, help="load votes at a time")
     parser.add_argument("--probe-interval", type=float, default=0.5, help="seconds, per poll")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")

@@ -70,8 +70,10 @@ async def make_poll() -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=10_000)
-    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=10_000, help="streams to open on one poll")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="processes that hold the streams"
+    )
     parser.add_argument("--in-flight", type=int, default=64, help="handshakes at a time, each")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
     args = parser.parse_args()

@@ -66,9 +66,11 @@ def _start(name: str) -> subprocess.Popen[bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--servers", default="daphne,uvicorn")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent voters (closed loop)")
+    parser.add_argument("--seconds", type=float, default=30, help="measured time per server")
+    parser.add_argument(
+        "--servers", default="daphne,uvicorn", help="comma-separated: daphne, uvicorn"
+    )
     parser.add_argument(
         "--attach",
         action="store_true",
