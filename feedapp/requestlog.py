@@ -8,6 +8,9 @@ request causes, in sync code run for it too (asgiref copies the context). When t
 response starts it logs one line (method, route template, status, duration, path,
 client) and counts the request in the metrics.
 
+WebSocket connections get their id the same way (realtime.websocket: in the handshake's
+answer, and on a line when the connection is refused or ends).
+
 LOG_FORMAT=json makes every log line one JSON object (`JsonFormatter`); plain lines
 escape user input through %r.
 """
@@ -39,9 +42,13 @@ _ACCEPTED_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 HEADER = "X-Request-ID"
 
 
-def _request_id(request: HttpRequest) -> str:
-    offered = request.headers.get(HEADER, "")
+def accepted_request_id(offered: str) -> str:
+    """The id a client offered, if it is a plain token; else a new one."""
     return offered if _ACCEPTED_ID.fullmatch(offered) else uuid.uuid4().hex
+
+
+def _request_id(request: HttpRequest) -> str:
+    return accepted_request_id(request.headers.get(HEADER, ""))
 
 
 def _route(request: HttpRequest) -> str:
@@ -120,7 +127,7 @@ class RequestIdFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, and the
-    request's fields on the request line. json.dumps escapes whatever the message holds."""
+    request's (or WebSocket's) fields on its line. json.dumps escapes whatever the message holds."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -130,9 +137,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", NO_REQUEST),
         }
-        http = getattr(record, "http", None)
-        if http is not None:
-            line["http"] = http
+        for fields in ("http", "ws"):  # a request's line, a WebSocket's line
+            value = getattr(record, fields, None)
+            if value is not None:
+                line[fields] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import aclosing
 from typing import Any
 
@@ -28,10 +29,14 @@ from django.urls import path, re_path
 from accounts.addresses import address_from
 from accounts.auth import COOKIE_NAME, session_from_token
 from feedapp.errors import NotFound, ServiceError, TooManyRequests, Unavailable
+from feedapp.requestlog import HEADER, accepted_request_id, request_id
 from realtime.hub import Signal, Update
 from realtime.streams import Watch, open_watch
 
 log = logging.getLogger(__name__)
+# The HTTP request lines' logger: a WebSocket's lines sit beside them.
+request_log = logging.getLogger("feedapp.request")
+ROUTE = "/ws/poll/<poll_id>"
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -88,19 +93,52 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
     """One poll's live counts over a WebSocket."""
 
     forwarder: asyncio.Task[None] | None = None
+    opened: float = 0.0
+    refused: bool = False
 
     async def connect(self) -> None:
         poll_id = int(self.scope["url_route"]["kwargs"]["poll_id"])
+        self.opened = time.perf_counter()
+        # A request id as for HTTP requests, on every line of this connection: its handlers
+        # run in one task, and the forwarder's copies the context.
+        offered = _headers(self.scope, HEADER.lower().encode())
+        request_id.set(accepted_request_id(offered[0] if offered else ""))
         # Accepted first: a refusal before accepting reaches the browser as a bare 403,
         # without the close code that says why.
-        await self.accept()
+        await self.accept(headers=[(HEADER.lower().encode(), request_id.get().encode())])
         session = await session_from_token(scope_token(self.scope))
         try:
             watch = await open_watch(session, scope_address(self.scope), poll_id)
         except ServiceError as error:
+            self.refused = True
+            self._log("refused", close_code(error))
             await self.close(code=close_code(error))
             return
         self.forwarder = asyncio.create_task(self.forward(watch))
+
+    def _log(self, outcome: str, code: int) -> None:
+        seconds = time.perf_counter() - self.opened
+        client = scope_address(self.scope)
+        path = self.scope.get("path", "")
+        request_log.info(
+            "WS %s %s code=%d %.1fs path=%r client=%s",
+            ROUTE,
+            outcome,
+            code,
+            seconds,
+            path,
+            client,
+            extra={
+                "ws": {
+                    "route": ROUTE,
+                    "outcome": outcome,
+                    "code": code,
+                    "duration_s": round(seconds, 3),
+                    "path": path,
+                    "client": client,
+                }
+            },
+        )
 
     async def forward(self, watch: Watch) -> None:
         """Send the watch's items until the poll is deleted or the process shuts down."""
@@ -127,6 +165,8 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
         """Clients have nothing to say on this route; what they send is ignored."""
 
     async def disconnect(self, code: int) -> None:
+        if not self.refused:
+            self._log("closed", code)
         task = self.forwarder
         if task is not None and not task.done():
             task.cancel()

@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
+from feedapp.asgi import application
 from feedapp.metrics import forget_dead_workers
 from feedapp.requestlog import JsonFormatter, RequestIdFilter
 from stack.profiles import PROJECT_ROOT
@@ -117,6 +119,36 @@ async def test_a_request_id_is_taken_or_made_returned_and_on_every_line(request_
         assert made != offered
         assert re.fullmatch(r"[0-9a-f]{32}", made)
     assert re.fullmatch(r"[0-9a-f]{32}", (await client.get("/api/health"))["X-Request-ID"])
+
+
+async def test_a_websocket_has_a_request_id_and_a_line_when_it_ends(request_records) -> None:
+    poll = await make_poll(await make_user())
+    ws = WebsocketCommunicator(
+        application, f"/ws/poll/{poll.id}", headers=[(b"x-request-id", b"ws-7")]
+    )
+    await ws.send_input({"type": "websocket.connect"})
+    accept = await ws.receive_output(timeout=10)
+    assert accept["type"] == "websocket.accept"
+    assert (b"x-request-id", b"ws-7") in accept["headers"]
+    assert json.loads((await ws.receive_output(timeout=10))["text"])["event"] == "vote_update"
+    await ws.disconnect(code=1000)
+
+    refused = WebsocketCommunicator(application, f"/ws/poll/{poll.id + 10**9}")
+    connected, _ = await refused.connect()
+    assert connected
+    assert await refused.receive_output(timeout=10) == {"type": "websocket.close", "code": 4404}
+    await refused.wait()
+
+    lines = [r for r in request_records.records if getattr(r, "ws", None)]
+    closed = next(r for r in lines if r.ws["outcome"] == "closed")
+    assert (closed.request_id, closed.ws["code"], closed.ws["route"]) == (
+        "ws-7",
+        1000,
+        "/ws/poll/<poll_id>",
+    )
+    made = next(r for r in lines if r.ws["outcome"] == "refused")
+    assert made.ws["code"] == 4404 and re.fullmatch(r"[0-9a-f]{32}", made.request_id)
+    assert len(lines) == 2  # a refused connection is not logged again when it ends
 
 
 async def test_user_input_in_a_request_line_is_escaped(request_records) -> None:
