@@ -92,13 +92,14 @@ def scope_address(scope: dict[str, Any]) -> str:
 class PollUpdatesConsumer(AsyncWebsocketConsumer):
     """One poll's live counts over a WebSocket."""
 
-    forwarder: asyncio.Task[None] | None = None
+    forwarder: asyncio.Task[None] | None = None  # None until a watch was opened
     opened: float = 0.0
-    refused: bool = False
+    address: str = ""
 
     async def connect(self) -> None:
         poll_id = int(self.scope["url_route"]["kwargs"]["poll_id"])
         self.opened = time.perf_counter()
+        self.address = scope_address(self.scope)
         # A request id as for HTTP requests, on every line of this connection: its handlers
         # run in one task, and the forwarder's copies the context.
         offered = _headers(self.scope, HEADER.lower().encode())
@@ -108,17 +109,17 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
         await self.accept(headers=[(HEADER.lower().encode(), request_id.get().encode())])
         session = await session_from_token(scope_token(self.scope))
         try:
-            watch = await open_watch(session, scope_address(self.scope), poll_id)
+            watch = await open_watch(session, self.address, poll_id)
         except ServiceError as error:
-            self.refused = True
-            self._log("refused", close_code(error))
-            await self.close(code=close_code(error))
+            code = close_code(error)
+            self._log("refused", code)
+            await self.close(code=code)
             return
         self.forwarder = asyncio.create_task(self.forward(watch))
 
     def _log(self, outcome: str, code: int) -> None:
         seconds = time.perf_counter() - self.opened
-        client = scope_address(self.scope)
+        client = self.address
         path = self.scope.get("path", "")
         request_log.info(
             "WS %s %s code=%d %.1fs path=%r client=%s",
@@ -165,7 +166,7 @@ class PollUpdatesConsumer(AsyncWebsocketConsumer):
         """Clients have nothing to say on this route; what they send is ignored."""
 
     async def disconnect(self, code: int) -> None:
-        if not self.refused:
+        if self.forwarder is not None:  # a refused connection was logged when refused
             self._log("closed", code)
         task = self.forwarder
         if task is not None and not task.done():
