@@ -28,10 +28,11 @@ def set_session_cookie(
     The cookie lasts as long as its token.
     """
     issued = int(time.time() if now is None else now)
+    started = issued if started_at is None else started_at
     response.set_cookie(
         COOKIE_NAME,
-        issue_token(user_id, generation, session_id, now=issued, started_at=started_at),
-        max_age=token_expiry(issued, issued if started_at is None else started_at) - issued,
+        issue_token(user_id, generation, session_id, now=issued, started_at=started),
+        max_age=token_expiry(issued, started) - issued,
         path="/",
         secure=settings.AUTH_COOKIE_SECURE,
         httponly=True,

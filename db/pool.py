@@ -70,6 +70,13 @@ def _pool_kwargs() -> dict[str, object]:
     }
 
 
+def _outage_wait() -> float | None:
+    """How long a checkout waits during a known outage (None: the pool's own timeout).
+    Asked anew each time: finding a closed connection begins an outage, and meanwhile the
+    pool reconnects in the background."""
+    return OUTAGE_WAIT_SECONDS if database_down() else None
+
+
 def _closed_by_server(conn: psycopg.AsyncConnection) -> bool:
     """True when an idle connection is unusable: closed, or the server has spoken on it
     (an idle session receives nothing but a shutdown notice or the end of the stream)."""
@@ -98,9 +105,7 @@ class _AsyncPool:
     gate: asyncio.Semaphore
 
     async def checkout(self) -> psycopg.AsyncConnection:
-        # Asked anew each time: finding a closed connection begins an outage, and during
-        # one a request waits briefly (the pool reconnects in the background meanwhile).
-        wait = OUTAGE_WAIT_SECONDS if database_down() else settings.DB_POOL_TIMEOUT_SECONDS
+        wait = _outage_wait() or settings.DB_POOL_TIMEOUT_SECONDS
         if self.gate.locked():
             try:
                 async with asyncio.timeout(wait):
@@ -118,7 +123,7 @@ class _AsyncPool:
     async def _live_connection(self) -> psycopg.AsyncConnection:
         """A pooled connection that the server has not closed."""
         for _ in range(self.pool.max_size):
-            conn = await self.pool.getconn(OUTAGE_WAIT_SECONDS if database_down() else None)
+            conn = await self.pool.getconn(_outage_wait())
             if not _closed_by_server(conn):
                 return conn
             # A restart closes every pooled connection: an outage begins (it ends with the
@@ -128,7 +133,7 @@ class _AsyncPool:
             )
             await conn.close()
             await self.pool.putconn(conn)
-        return await self.pool.getconn(OUTAGE_WAIT_SECONDS if database_down() else None)
+        return await self.pool.getconn(_outage_wait())
 
     async def checkin(self, conn: psycopg.AsyncConnection) -> None:
         try:
