@@ -82,7 +82,7 @@ def ask_before_banning(
     staff = signed_in_staff(request)
     return TemplateResponse(
         request,
-        "admin/confirm_ban.html",
+        "admin/feedapp/confirm_ban.html",
         {
             **modeladmin.admin_site.each_context(request),
             "title": "Ban these users?",
