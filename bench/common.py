@@ -179,17 +179,21 @@ _DATA = re.compile(rb"\nid: (\d+)\ndata: (\[[^\n]*\])\n\n")
 
 
 @dataclass(eq=False)
-class SseClient(asyncio.Protocol):
-    """One stream on one socket: records when each event version arrived."""
+class SseProtocol(asyncio.Protocol):
+    """One stream on one socket: sends `request`, reads the status, then hands each run of
+    complete events to `take_events` with their arrival time. `connected` resolves with
+    the status once the first event came (or with -1 if the connection ends before)."""
 
     request: bytes
-    record_data: bool = False
     connected: asyncio.Future[int] | None = None
     status: int = 0
-    seen: list[tuple[int, float, bytes]] = field(default_factory=list)  # version, time, data
     buffer: bytes = b""
     closed: bool = False
     transport: asyncio.Transport | None = None
+
+    def take_events(self, complete: bytes, now: float) -> bool:
+        """Record these events; True when the stream has seen one."""
+        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -204,21 +208,33 @@ class SseClient(asyncio.Protocol):
                 return
             head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
             self.status = int(head.split(b" ", 2)[1])
-        pattern = _DATA if self.record_data else _ID
         end = self.buffer.rfind(b"\n\n")
         if end < 0:
             return
         complete, self.buffer = self.buffer[: end + 2], self.buffer[end + 2 :]
-        for match in pattern.finditer(b"\n" + complete):
-            data = match.group(2) if self.record_data else b""
-            self.seen.append((int(match.group(1)), now, data))
-        if self.connected is not None and not self.connected.done() and self.seen:
+        seen = self.take_events(complete, now)
+        if self.connected is not None and not self.connected.done() and seen:
             self.connected.set_result(self.status)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.connected is not None and not self.connected.done():
             self.connected.set_result(self.status or -1)
+
+
+@dataclass(eq=False)
+class SseClient(SseProtocol):
+    """Records when each event version arrived (and its data, with `record_data`)."""
+
+    record_data: bool = False
+    seen: list[tuple[int, float, bytes]] = field(default_factory=list)  # version, time, data
+
+    def take_events(self, complete: bytes, now: float) -> bool:
+        pattern = _DATA if self.record_data else _ID
+        for match in pattern.finditer(b"\n" + complete):
+            data = match.group(2) if self.record_data else b""
+            self.seen.append((int(match.group(1)), now, data))
+        return bool(self.seen)
 
 
 def stream_request(poll_id: int, cookie: str | None = None) -> bytes:
@@ -241,7 +257,7 @@ async def open_streams(
 
     async def one(request: bytes) -> None:
         async with gate:
-            client = SseClient(request, record_data, loop.create_future())
+            client = SseClient(request, loop.create_future(), record_data=record_data)
             await loop.create_connection(lambda: client, "127.0.0.1", port)
             clients.append(client)
             assert client.connected is not None

@@ -188,7 +188,7 @@ class StreamWatcher:
                 await asyncio.sleep(0.2)
                 continue
             _, web = webs[self.poll_id % len(webs)]
-            client = SseClient(stream_request(self.poll_id), True, loop.create_future())
+            client = SseClient(stream_request(self.poll_id), loop.create_future(), record_data=True)
             try:
                 await loop.create_connection(
                     functools.partial(lambda c: c, client),
