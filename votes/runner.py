@@ -367,8 +367,8 @@ def run(
         kafka_backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while not stop.is_set():
             if in_flight is not None and in_flight[1].done():
-                settle(*in_flight)
-                in_flight = None
+                done, in_flight = in_flight, None  # settled once, even if settling raises
+                settle(*done)
             positions.position()
             positions.new_poll()
             try:
@@ -400,8 +400,8 @@ def run(
             if in_flight is not None:
                 # One batch in flight at most, and settled (retried if it failed) before
                 # anything newer is applied.
-                settle(*in_flight)
-                in_flight = None
+                done, in_flight = in_flight, None
+                settle(*done)
             if not stop.is_set():
                 attempt = positions.start(batches)
                 if attempt is not None:
