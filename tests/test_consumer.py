@@ -304,17 +304,11 @@ async def test_a_revocation_waits_for_the_batch_in_flight(
             assert "partitions revoked" not in logs[0].read_text()
             released = datetime.now()
             await blocker.rollback()
-        assert (
-            await eventually(lambda: stored_offset_total(group, kafka_topic), 300, within=120)
-            == 300
-        )
+        assert await _all_stored(group, kafka_topic, 300)
         await eventually(lambda: _both_hold_partitions(logs), True, within=60)
         _, more_events = await random_events(300, seed=10, made_polls=polls)
         produce(kafka_producer, kafka_topic, more_events)
-        assert (
-            await eventually(lambda: stored_offset_total(group, kafka_topic), 600, within=120)
-            == 600
-        )
+        assert await _all_stored(group, kafka_topic, 600)
     finally:
         codes = [stop_consumer_process(proc) for proc in procs]
     first = logs[0].read_text()
@@ -326,6 +320,12 @@ async def test_a_revocation_waits_for_the_batch_in_flight(
     counts, votes = expected_state(events + more_events, polls)
     state = await snapshot(polls)
     assert state[0] == counts and state[1] == votes
+
+
+async def _all_stored(group: str, topic: str, records: int) -> bool:
+    """Whether the group's stored offsets come to `records` within two minutes."""
+    stored = await eventually(lambda: stored_offset_total(group, topic), records, within=120)
+    return stored == records
 
 
 async def _waiting_for_poll_locks() -> bool:
