@@ -300,7 +300,7 @@ async def test_a_revocation_waits_for_the_batch_in_flight(
                 lambda: asyncio.to_thread(_group_stable_with, group, 2), True, within=60
             )
             assert stable
-            await asyncio.sleep(2)  # longer than kafka-python's 1 s warning for slow listeners
+            await asyncio.sleep(3)  # over kafka-python's 1 s warning for slow listeners
             assert "partitions revoked" not in logs[0].read_text()
             released = datetime.now()
             await blocker.rollback()
