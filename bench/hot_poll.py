@@ -38,6 +38,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -50,6 +51,7 @@ from bench.common import (
     process_tree,
     rss_kib,
     setup_django,
+    signing_keys,
     stack_env,
     start_uvicorn,
     stream_request,
@@ -269,6 +271,12 @@ def main() -> None:
     )
     parser.add_argument("--in-flight", type=int, default=32, help="handshakes at a time, each")
     parser.add_argument("--profile", default="bench", help="stack profile to run against")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=PROJECT_ROOT,
+        help="source tree the server runs (another revision's checkout, to compare with)",
+    )
     args = parser.parse_args()
 
     pipes, procs = fork_stream_clients(
@@ -289,11 +297,12 @@ def main() -> None:
     poll, cookies = asyncio.run(prepare(args.voters))
     env = {
         **stack_env(args.profile),
+        **signing_keys(),
         **extra,
         "SSE_MAX_STREAMS_PER_PROCESS": str(args.streams * 2),
         "SSE_MAX_STREAMS_PER_USER": str(args.streams * 2),
     }
-    server = start_uvicorn(env, 1, RESULTS_DIR / "hot_poll.server.log")
+    server = start_uvicorn(env, 1, RESULTS_DIR / "hot_poll.server.log", args.checkout)
     with (RESULTS_DIR / "hot_poll.consumer.log").open("ab") as consumer_log:
         consumer = subprocess.Popen(
             consume_votes_command(group=f"bench-{topic}"),
