@@ -28,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -40,6 +41,7 @@ from bench.common import (
     stack_env,
     start_uvicorn,
     stream_request,
+    tree_cpu_seconds,
 )
 from stack.processes import consume_votes_command
 from stack.profiles import PROJECT_ROOT
@@ -134,6 +136,7 @@ class Load:
     post_latency: list[float] = field(default_factory=list)
     # Per poll: (time just before the POST, option index 1 or 2) of each accepted probe.
     probes: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    began: float = 0.0  # wall clock, as the streams' arrival times
     elapsed: float = 0.0
 
 
@@ -182,6 +185,7 @@ async def run_load(
             await asyncio.sleep(args.probe_interval)
 
     start = time.monotonic()
+    load.began = time.time()
     await asyncio.gather(
         schedule(),
         *(sender() for _ in range(args.in_flight)),
@@ -232,6 +236,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64, help="load votes at a time")
     parser.add_argument("--probe-interval", type=float, default=0.5, help="seconds, per poll")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=PROJECT_ROOT,
+        help="source tree the server runs (another revision's checkout, to compare with)",
+    )
     args = parser.parse_args()
 
     raise_fd_limit()
@@ -265,7 +275,7 @@ def main() -> None:
         # Each voter votes once on every poll, within a few milliseconds.
         "VOTE_RATE_BURST": str(max(20, args.polls * 2)),
     }
-    server = start_uvicorn(env, args.workers, RESULTS_DIR / "sse_e2e.server.log")
+    server = start_uvicorn(env, args.workers, RESULTS_DIR / "sse_e2e.server.log", args.checkout)
     with (RESULTS_DIR / "sse_e2e.consumer.log").open("ab") as consumer_log:
         consumer = subprocess.Popen(
             consume_votes_command(group=f"bench-{topic}"),
@@ -292,7 +302,9 @@ def main() -> None:
             if not parent.poll(300) or parent.recv() != "ready":
                 raise SystemExit("a client process did not open its streams")
         time.sleep(2)
+        cpu_before = tree_cpu_seconds(server.proc.pid)
         load = asyncio.run(run_load(server.port, polls, cookies, probe_cookies, args))
+        web_cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
         time.sleep(5)  # the last votes' events
         for parent, _ in pipes:
             parent.send("stop")
@@ -310,6 +322,8 @@ def main() -> None:
                 proc.terminate()
 
     latencies, missing, ambiguous = probe_latencies(load, streams)
+    began, ended = load.began, load.began + load.elapsed
+    events = sum(began <= at <= ended for _, seen in streams for at, *_ in seen)
     probes = sum(len(sent) for sent in load.probes.values())
     ms = 1000
     print(f"machine: {machine()}")
@@ -329,6 +343,13 @@ def main() -> None:
             f"(target p99 < 100 ms; {len(latencies)} probe deliveries, {missing} missing, "
             f"{ambiguous} ambiguous and left out)"
         )
+    # What the web worker spent while the votes came: the POSTs and the stream events
+    # (compare runs with few and many streams for the cost of one stream event).
+    print(
+        f"web CPU: {web_cpu:.1f} s over {load.elapsed:.1f} s "
+        f"({web_cpu / load.elapsed:.0%} of a core); stream events meanwhile: {events} "
+        f"({events / load.elapsed:.0f}/s); per vote {web_cpu / max(load.sent, 1) * 1000:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,13 @@ reports the time until the last stream has it, and the server's resident memory 
 stream (RSS after opening the streams minus RSS before, divided by N).
 
     python -m bench.sse_fanout --streams 10000 --client-processes 2
+    python -m bench.sse_fanout --streams 2000 --updates 50 --interval 0.1
 
-Targets (issue 6): all streams within 1 s; at most 40 KiB per stream.
+Targets (issue 6): all streams within 1 s; at most 40 KiB per stream. With `--updates`
+N > 1 it then publishes N - 1 more updates, one every `--interval` seconds (slow enough
+for every stream to get each one), and reports the server's CPU time per stream event:
+what one event costs the process (the hub, the stream, the socket write), a figure the
+machine's load distorts far less than delivery times.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import statistics
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -30,7 +36,9 @@ from bench.common import (
     stack_env,
     start_uvicorn,
     stream_request,
+    tree_cpu_seconds,
 )
+from stack.profiles import PROJECT_ROOT
 
 
 def client_process(pipe: Connection, count: int, in_flight: int) -> None:
@@ -52,6 +60,14 @@ def client_process(pipe: Connection, count: int, in_flight: int) -> None:
             await asyncio.sleep(0.005)
         arrivals = [next((t for v, t, _ in c.seen if v == target), None) for c in clients]
         pipe.send(("done", arrivals, sum(c.closed for c in clients)))
+        # More updates, if any: report how many of them each stream saw.
+        while (last := await loop.run_in_executor(None, pipe.recv)) is not None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if all(c.seen and c.seen[-1][0] >= last for c in clients):
+                    break
+                await asyncio.sleep(0.01)
+            pipe.send(sum(1 for c in clients for v, _, _ in c.seen if target < v <= last))
         for client in clients:
             if client.transport is not None:
                 client.transport.close()
@@ -76,6 +92,18 @@ def main() -> None:
     )
     parser.add_argument("--in-flight", type=int, default=64, help="handshakes at a time, each")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=PROJECT_ROOT,
+        help="source tree the server runs (another revision's checkout, to compare with)",
+    )
+    parser.add_argument(
+        "--updates", type=int, default=1, help="updates to publish (more than 1: CPU per event)"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.1, help="seconds between the further updates"
+    )
     args = parser.parse_args()
 
     pipes, procs = fork_stream_clients(
@@ -93,7 +121,7 @@ def main() -> None:
         "SSE_MAX_STREAMS_PER_PROCESS": str(args.streams * 2),
         "SSE_MAX_STREAMS_PER_USER": str(args.streams * 2),
     }
-    server = start_uvicorn(env, workers=1, log=RESULTS_DIR / "sse_fanout.server.log")
+    server = start_uvicorn(env, 1, RESULTS_DIR / "sse_fanout.server.log", args.checkout)
     try:
         pid = server.proc.pid
         # Warm up: the first streams load code and open the pools.
@@ -116,6 +144,9 @@ def main() -> None:
         published_at = time.time()
         get_sync_valkey().publish(*message)
         results = [_receive(parent, 60) for parent in pipes]
+        events_cpu = _more_updates(args, pipes, poll, pid) if args.updates > 1 else None
+        for parent in pipes:
+            parent.send(None)
         for proc in procs:
             proc.join(timeout=10)
     finally:
@@ -147,6 +178,35 @@ def main() -> None:
             f"p99 {got[int(len(got) * 0.99) - 1] * 1000:.0f} ms"
         )
     print(f"streams that missed the update: {missing}; closed by the server: {closed}")
+    if events_cpu is not None:
+        events, cpu, elapsed = events_cpu
+        print(
+            f"{args.updates - 1} more updates in {elapsed:.1f} s: {events} stream events "
+            f"({events / ((args.updates - 1) * args.streams):.1%} of all), server CPU "
+            f"{cpu:.2f} s = {cpu / max(events, 1) * 1e6:.1f} us per stream event"
+        )
+
+
+def _more_updates(
+    args: argparse.Namespace, pipes: list[Connection], poll: Any, pid: int
+) -> tuple[int, float, float]:
+    """Publish updates 2..N at the interval; (stream events seen, server CPU, seconds)."""
+    from db.valkey import get_sync_valkey
+    from votes import pubsub
+    from votes.rows import PollCounts
+
+    valkey = get_sync_valkey()
+    time.sleep(1)
+    began, cpu_before = time.monotonic(), tree_cpu_seconds(pid)
+    for version in range(2, args.updates + 1):
+        counts = PollCounts(poll.id, version, list(poll.option_ids), [version, 0])
+        valkey.publish(*pubsub.encode(counts))
+        time.sleep(max(0.0, began + (version - 1) * args.interval - time.monotonic()))
+    for parent in pipes:
+        parent.send(args.updates)
+    events = sum(_receive(parent, 90) for parent in pipes)
+    # The server's CPU up to the last event (a client reports once its streams have it).
+    return events, tree_cpu_seconds(pid) - cpu_before, time.monotonic() - began
 
 
 def _receive(pipe: Connection, within: float) -> Any:
