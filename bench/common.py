@@ -103,6 +103,15 @@ def start_uvicorn(
     return start_web_server(command, port, log, env, cwd=checkout)
 
 
+def signing_keys() -> dict[str, str]:
+    """This checkout's signing keys as environment variables: a server started from
+    another checkout (--baseline, --checkout) generates its own, and would refuse the
+    session cookies made here."""
+    from django.conf import settings
+
+    return {"JWT_SECRET_KEY": settings.JWT_SECRET_KEY, "DJANGO_SECRET_KEY": settings.SECRET_KEY}
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

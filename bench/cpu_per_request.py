@@ -42,6 +42,7 @@ from bench.common import (
     cpu_seconds,
     machine,
     process_tree,
+    signing_keys,
     stack_env,
     start_uvicorn,
 )
@@ -301,14 +302,11 @@ def main() -> None:
     prepare_stack()
     data = make_dataset(users=args.users, polls=200)
     cookies = [f"{COOKIE_NAME}={issue_token(user_id)}" for user_id in data.user_ids]
-    from django.conf import settings
 
     env = {
         **stack_env(PROFILE.name),
         "FEEDAPP_ENV_FILE": "/nonexistent",
-        # The same keys for a --baseline checkout, whose generated ones would differ.
-        "JWT_SECRET_KEY": settings.JWT_SECRET_KEY,
-        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        **signing_keys(),
         "VOTE_RATE_PER_SECOND": "100000",
         "VOTE_RATE_BURST": "100000",
     }

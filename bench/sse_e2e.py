@@ -38,6 +38,7 @@ from bench.common import (
     open_streams,
     raise_fd_limit,
     setup_django,
+    signing_keys,
     stack_env,
     start_uvicorn,
     stream_request,
@@ -269,6 +270,7 @@ def main() -> None:
 
     env = {
         **stack_env(args.profile),
+        **signing_keys(),
         **extra,
         "SSE_MAX_STREAMS_PER_USER": str(args.streams * 2),
         "SSE_MAX_STREAMS_PER_PROCESS": str(args.streams * 2),

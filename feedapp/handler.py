@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from django.conf import settings
@@ -17,6 +17,7 @@ from django.urls import set_script_prefix, set_urlconf
 from django.utils.log import log_response
 
 from feedapp.middleware import API_PREFIX
+from feedapp.server import WRITE_NOW
 
 
 class FeedAppASGIHandler(ASGIHandler):
@@ -56,7 +57,7 @@ class FeedAppASGIHandler(ASGIHandler):
         assert response is not None  # create_request gives a request or an answer
         try:
             if response.streaming:
-                await self.send_streaming(response, receive, send)
+                await self.send_streaming(response, receive, send, scope)
             else:
                 await self.send_response(response, send)
         finally:
@@ -78,10 +79,12 @@ class FeedAppASGIHandler(ASGIHandler):
             )
         return response
 
-    async def send_streaming(self, response: HttpResponseBase, receive: Any, send: Any) -> None:
+    async def send_streaming(
+        self, response: HttpResponseBase, receive: Any, send: Any, scope: dict[str, Any]
+    ) -> None:
         """Send a streaming body until it ends or the client leaves (which cancels it)."""
         if isinstance(response, ByteStreamResponse):
-            sending = asyncio.ensure_future(send_byte_stream(response, send))
+            sending = asyncio.ensure_future(send_byte_stream(response, send, scope))
         else:
             sending = asyncio.ensure_future(self.send_response(response, send))
         leaving = asyncio.ensure_future(self.listen_for_disconnect(receive))
@@ -104,12 +107,40 @@ class ByteStreamResponse(StreamingHttpResponse):
     handler, the test client) it is an ordinary StreamingHttpResponse.
     """
 
-    def __init__(self, parts: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        parts: AsyncGenerator[bytes, None],
+        write_now: WriteNow | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(parts, **kwargs)
         self.parts = parts
+        self.write_now = write_now
 
 
-async def send_byte_stream(response: ByteStreamResponse, send: Any) -> None:
+class WriteNow:
+    """Writes a part of a ByteStreamResponse's body at once, when the server offers that
+    (the WRITE_NOW extension) and the part can go out without waiting; False otherwise,
+    and always before the response started or after it ended.
+
+    The body's generator gets this object before the response exists (a live stream
+    writes its updates through it, see realtime.sse); the handler connects it to the
+    server while the body is being sent.
+    """
+
+    __slots__ = ("writer",)
+
+    def __init__(self) -> None:
+        self.writer: Callable[[bytes], bool] | None = None
+
+    def __call__(self, part: bytes) -> bool:
+        writer = self.writer
+        return writer is not None and writer(part)
+
+
+async def send_byte_stream(
+    response: ByteStreamResponse, send: Any, scope: dict[str, Any] | None = None
+) -> None:
     """Django's send_response for a ByteStreamResponse, without its per-part wrappers."""
     headers = [
         (
@@ -123,9 +154,16 @@ async def send_byte_stream(response: ByteStreamResponse, send: Any) -> None:
         for cookie in response.cookies.values()
     ]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    async with contextlib.aclosing(response.parts) as parts:
-        async for part in parts:
-            await send({"type": "http.response.body", "body": part, "more_body": True})
+    write_now = response.write_now
+    if write_now is not None and scope is not None:
+        write_now.writer = scope.get("extensions", {}).get(WRITE_NOW, {}).get("write")
+    try:
+        async with contextlib.aclosing(response.parts) as parts:
+            async for part in parts:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+    finally:
+        if write_now is not None:
+            write_now.writer = None
     await send({"type": "http.response.body"})
 
 

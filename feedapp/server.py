@@ -9,19 +9,29 @@ headers have not all arrived HTTP_HEADER_TIMEOUT_SECONDS after the connection wa
 arrived HTTP_BODY_TIMEOUT_SECONDS after its headers. Responses (a live stream may last
 hours) and WebSockets are not limited.
 
+It also offers live streams a way to write a body part at once (the `feedapp.write_now`
+scope extension, see `write_now` below), which the hub uses for the thousands of writes
+one vote on a watched poll makes.
+
 Run it with `uvicorn --http feedapp.server:SlowClientGuard` (stack.processes does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
 from django.conf import settings
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger(__name__)
+
+# The ASGI scope extension through which this protocol writes a part of a streaming
+# response at once: {"write": callable(bytes) -> bool} (see write_now; feedapp.handler
+# uses it).
+WRITE_NOW = "feedapp.write_now"
 
 _TIMEOUT_BODY = b'{"detail": "Request headers not received in time"}'
 REQUEST_TIMEOUT_RESPONSE = (
@@ -30,8 +40,32 @@ REQUEST_TIMEOUT_RESPONSE = (
 )
 
 
+def write_now(cycle: RequestResponseCycle, part: bytes) -> bool:
+    """Write a part of a started chunked response body at once; False if it must go
+    through the ASGI `send` instead.
+
+    `send` is a coroutine with flow control, so a stream's task has to wake up and await
+    it for every event. This writes the same bytes from where the update is fanned out,
+    but only when `send` would write at once too: the response started and not finished,
+    chunked, the client still there and reading (the transport's buffer is not over its
+    high-water mark, so uvicorn has not paused writing). Otherwise the part takes the
+    usual path, which waits for the client to drain its buffer.
+    """
+    if (
+        cycle.disconnected
+        or cycle.flow.write_paused
+        or not cycle.response_started
+        or cycle.response_complete
+        or not cycle.chunked_encoding
+    ):
+        return False
+    cycle.transport.write(b"%x\r\n%s\r\n" % (len(part), part))
+    return True
+
+
 class SlowClientGuard(HttpToolsProtocol):
-    """uvicorn's httptools protocol with deadlines for request headers and bodies."""
+    """uvicorn's httptools protocol with deadlines for request headers and bodies, and the
+    `feedapp.write_now` extension for streaming responses."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +121,10 @@ class SlowClientGuard(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # not an upgrade
+            extensions = self.scope.setdefault("extensions", {})
+            extensions[WRITE_NOW] = {"write": functools.partial(write_now, cycle)}
         if not (self.parser.should_upgrade() and self._should_upgrade()):
             self._arm(settings.HTTP_BODY_TIMEOUT_SECONDS, self._body_too_slow)
 

@@ -40,10 +40,20 @@ async def event_stream(
     initial: PollCounts,
     keepalive: float,
     on_end: Callable[[], None] = lambda: None,
+    write_now: Callable[[bytes], bool] | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """The response body of a stream; `on_end` runs however it ends (also on disconnect)."""
+    """The response body of a stream; `on_end` runs however it ends (also on disconnect).
+
+    `write_now`, if given, writes a part of this body at once when it can (True): the
+    watch then writes updates that way while it waits (see hub.Client)."""
+
+    def express(update: Update) -> bool:
+        assert write_now is not None
+        return write_now(vote_update_event(update))
+
     try:
-        async with aclosing(watch(hub, viewer, initial, keepalive)) as items:
+        watching = watch(hub, viewer, initial, keepalive, express if write_now else None)
+        async with aclosing(watching) as items:
             async for item in items:
                 yield render(item)
     finally:

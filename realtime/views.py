@@ -12,7 +12,7 @@ from accounts.addresses import client_address
 from accounts.auth import optional_session
 from accounts.security import SESSION_OPTIONAL
 from db.ids import MAX_ID
-from feedapp.handler import ByteStreamResponse
+from feedapp.handler import ByteStreamResponse, WriteNow
 from feedapp.schemas import Detail, HTTPValidationError
 from realtime.sse import CONTENT_TYPE, event_stream
 from realtime.streams import open_watch
@@ -64,10 +64,16 @@ async def stream_counts(
     watch = await open_watch(await optional_session(request), client_address(request), poll_id)
     # Joining the hub happens in the body, whose `finally` is sure to run once it started;
     # a body that never starts drops the slot with it, which releases it (see limits.Slot).
+    write_now = WriteNow()  # connected to the server by the handler, where it can be
     body = event_stream(
-        watch.hub, watch.viewer, watch.counts, settings.SSE_KEEPALIVE_SECONDS, watch.close
+        watch.hub,
+        watch.viewer,
+        watch.counts,
+        settings.SSE_KEEPALIVE_SECONDS,
+        watch.close,
+        write_now,
     )
-    response = ByteStreamResponse(body, content_type=CONTENT_TYPE)
+    response = ByteStreamResponse(body, write_now, content_type=CONTENT_TYPE)
     response["Cache-Control"] = "no-cache"
     # Tells nginx-style proxies not to buffer; nothing on this route compresses.
     response["X-Accel-Buffering"] = "no"

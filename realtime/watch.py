@@ -11,7 +11,7 @@ from django.conf import settings
 
 from feedapp.errors import Unavailable
 from realtime.access import Viewer, next_check_at
-from realtime.hub import Hub, HubClosed, Signal, Update
+from realtime.hub import Express, Hub, HubClosed, Signal, Update
 from votes.counts import read_counts
 from votes.rows import PollCounts
 
@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 async def watch(
-    hub: Hub, viewer: Viewer, initial: PollCounts, keepalive: float
+    hub: Hub,
+    viewer: Viewer,
+    initial: PollCounts,
+    keepalive: float,
+    express: Express | None = None,
 ) -> AsyncGenerator[Update | Signal, None]:
     """The counts now, then every newer version; KEEPALIVE when quiet; POLL_DELETED or
     ACCESS_REVOKED last.
@@ -31,10 +35,15 @@ async def watch(
     (process shutdown). Versions only grow: an update at or below the last one sent is
     dropped. The client is unregistered however the iteration ends (exhausted, closed
     or cancelled).
+
+    With `express` (how the transport writes an update at once, see hub.Client), updates
+    that come while the stream waits are written in place until the next check of the
+    viewer's right is due; what was written so counts as sent, and as the stream's
+    last sign of life for its keepalive.
     """
     poll_id = viewer.poll_id
     try:
-        client = hub.join(poll_id)
+        client = hub.join(poll_id, express)
     except HubClosed:
         return
     try:
@@ -53,8 +62,13 @@ async def watch(
         client.offer(await _current(poll_id, first))
         while True:
             wake = min(deadline, next_check, ends_at)
-            item = await client.next(max(0.0, wake - loop.time()))
+            # In place only while no check would be due (see the `due` test below).
+            express_until = min(next_check, checked_at + fresh_for, ends_at)
+            item = await client.next(max(0.0, wake - loop.time()), express_until)
             now = loop.time()
+            if client.written > sent:
+                sent = client.written
+                deadline = max(deadline, client.written_at + keepalive)
             if now >= ends_at:
                 yield Signal.ACCESS_REVOKED
                 return

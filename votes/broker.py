@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import selectors
 import socket
+from typing import Any
 
 from django.conf import settings
 from kafka import KafkaAdminClient
@@ -13,6 +15,23 @@ from kafka.admin import MemberToRemove, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
+
+
+class PollSelector(selectors.PollSelector):
+    """The selector for kafka-python's clients (their `selector` option).
+
+    kafka-python waits for each read and write by registering the socket and
+    unregistering it after, first asking `get_key`, which for a socket not registered
+    raises a KeyError whose message is the socket's repr: two system calls
+    (getsockname, getpeername) that nobody reads. With the default epoll selector every
+    registration is an epoll_ctl call as well. For a client with a couple of sockets
+    poll(2) needs none of those: `strace -c` counted 18 system calls per vote in the
+    web process's producer with epoll, 10 with this.
+    """
+
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        return self._fd_to_key[fd]  # type: ignore[attr-defined]  # the base class's map
 
 
 def _reachable(servers: list[str], timeout: float) -> bool:

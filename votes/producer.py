@@ -138,6 +138,7 @@ def make_kafka_producer() -> KafkaProducer:
         # reconnection attempts after an outage.
         bootstrap_timeout_ms=2000,
         reconnect_backoff_max_ms=1000,
+        selector=broker.PollSelector,
     )
     try:
         producer.partitions_for(settings.KAFKA_VOTE_TOPIC)  # so sends never wait for it
