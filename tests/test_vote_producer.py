@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 
+from accounts.auth import COOKIE_NAME
+from accounts.tokens import issue_token
+from db.pool import connection
 from stack import faults
 from stack.profiles import get_profile
-from tests.polls import db_votes, make_poll
+from tests.polls import SamplePoll, db_votes, make_poll
+from tests.servers import Server, start_server
 from tests.users import client_for, make_user
 from tests.waiting import eventually
+from votes import broker
 from votes.broker import Probe
 from votes.producer import (
     MIN_REBUILD_INTERVAL_SECONDS,
@@ -150,3 +161,106 @@ async def test_kafka_frozen_with_votes_in_flight_then_back(api) -> None:
         might.items()
     )
     assert get_vote_producer().can_deliver()
+
+
+# --- over HTTP: what a voter on a real web worker sees while the broker is frozen -------
+
+DEADLINE = 4.0  # KAFKA_PRODUCE_TIMEOUT_SECONDS of the worker under test
+MARGIN = 1.5  # scheduling slack on a shared machine; counted from the send, it was 2.5 s
+LOCK_HELD = 2.5  # the vote check waits this long for PostgreSQL (less than DEADLINE)
+
+
+@dataclass
+class Answer:
+    status: int
+    retry_after: str
+    sent: float
+    answered: float
+
+    @property
+    def took(self) -> float:
+        return self.answered - self.sent
+
+
+async def http_vote(client: httpx.AsyncClient, user_id: int, poll: SamplePoll) -> Answer:
+    sent = time.monotonic()
+    response = await client.post(
+        "/api/vote/submit",
+        json={"poll_id": poll.id, "vote_option_id": poll.option_ids[0]},
+        headers={"Cookie": f"{COOKIE_NAME}={issue_token(user_id)}"},
+    )
+    answered = time.monotonic()
+    return Answer(response.status_code, response.headers.get("Retry-After", ""), sent, answered)
+
+
+@asynccontextmanager
+async def vote_check_held_up() -> AsyncIterator[None]:
+    """PostgreSQL holds the vote check (it reads vote_option) for the block: a busy
+    database, or a worker whose requests queue for a connection."""
+    async with connection() as conn:
+        await conn.execute("LOCK TABLE vote_option IN ACCESS EXCLUSIVE MODE")
+        yield
+
+
+@pytest.fixture
+def frozen_broker_worker(tmp_path: Path) -> Iterator[Server]:
+    """A uvicorn worker with a short produce deadline, on a vote topic of its own."""
+    topic = f"test-frozen-{uuid.uuid4().hex[:8]}"
+    broker.ensure_topic(topic, 3, 1)
+    env = {"KAFKA_VOTE_TOPIC": topic, "KAFKA_PRODUCE_TIMEOUT_SECONDS": str(DEADLINE)}
+    server = start_server("uvicorn", tmp_path / "server.log", env=env)
+    try:
+        yield server
+    finally:
+        server.stop()
+        admin = broker.admin_client()
+        try:
+            admin.delete_topics([topic])
+        finally:
+            admin.close()
+
+
+@pytest.mark.stack_control
+async def test_kafka_frozen_votes_are_answered_by_the_deadline(frozen_broker_worker) -> None:
+    """With the broker frozen, every vote is answered 503 (with Retry-After) within the
+    produce deadline, counted from the request's start: also when the request first
+    waited for PostgreSQL. The worker meanwhile answers other requests."""
+    server = frozen_broker_worker
+    poll = await make_poll(await make_user())
+    voters = [(await make_user()).id for _ in range(13)]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert (await http_vote(client, voters[0], poll)).status == 201  # producer ready
+
+        with faults.frozen("kafka", PROFILE):
+            async with vote_check_held_up():
+                held = [
+                    asyncio.create_task(http_vote(client, voter, poll)) for voter in voters[1:7]
+                ]
+                await asyncio.sleep(LOCK_HELD)
+            # The held votes now wait for the frozen broker; the worker is not stalled.
+            asked = time.monotonic()
+            health = await client.get("/api/health")
+            counts = await client.get(f"/api/vote/{poll.id}")
+            other_answered = time.monotonic()
+            held_answers = await asyncio.gather(*held)
+            # Votes sent while the frozen broker holds the others.
+            later = await asyncio.gather(*(http_vote(client, v, poll) for v in voters[7:13]))
+        server_log = server.log_tail()
+
+        assert (health.status_code, counts.status_code) == (200, 200)
+        assert other_answered < min(a.answered for a in held_answers), (
+            f"the worker stalled: GETs asked at {asked:.2f} answered at {other_answered:.2f}"
+        )
+        for answer in held_answers + later:
+            assert (answer.status, bool(answer.retry_after)) == (503, True), server_log
+        slowest = max(a.took for a in held_answers + later)
+        assert slowest <= DEADLINE + MARGIN, (
+            f"a vote was answered after {slowest:.2f} s (deadline {DEADLINE} s): "
+            f"{[round(a.took, 2) for a in held_answers + later]}"
+        )
+
+        # Once the broker is back, the same worker accepts votes again.
+        async def accepted() -> int:
+            return (await http_vote(client, voters[1], poll)).status
+
+        assert await eventually(accepted, 201, within=20) == 201

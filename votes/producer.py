@@ -175,39 +175,55 @@ class VoteProducer:
 
     # --- sending (event loop) --------------------------------------------------------------
 
-    async def send(self, topic: str, key: bytes, value: bytes, within: float) -> None:
-        """Send and wait until all in-sync replicas have it; VoteNotEnqueued if not."""
+    async def send(self, topic: str, key: bytes, value: bytes, deadline: float) -> None:
+        """Send and wait until all in-sync replicas have it, by `deadline` (time.monotonic());
+        VoteNotEnqueued if not. Everything counts against the deadline: making the first
+        producer, handing the record over, and the wait for the acknowledgement."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # Not sent, so certainly not applied; says nothing about the broker.
+            raise VoteNotEnqueued("the deadline passed before the vote reached the producer")
         with self._lock:
             if self.health.refusing:
                 KAFKA.failed("no metadata answer", REFUSING)
                 raise VoteNotEnqueued("Kafka is unreachable")
             send_id = self._next_send = self._next_send + 1
-            self.health.pending[send_id] = time.monotonic()
+            began = self.health.pending[send_id] = time.monotonic()
             producer, generation = self._producer, self._generation
-        ok = False
+        delivered: bool | None = False  # None: no verdict on the broker
         try:
-            if producer is None:
-                try:
-                    producer, generation = await sync_to_async(
-                        self._first_producer, thread_sensitive=False
-                    )()
-                except (KafkaError, OSError) as exc:
-                    raise VoteNotEnqueued(f"no Kafka producer: {exc!r}") from exc
-            await self._send(producer, topic, key, value, within)
-            ok = True
+            async with asyncio.timeout(remaining):
+                if producer is None:
+                    producer, generation = await self._producer_now()
+                await self._send(producer, topic, key, value)
+            delivered = True
+        except TimeoutError as exc:
+            waited = time.monotonic() - began
+            # A record given less time than a send normally needs says nothing about the
+            # broker (the request spent its time before the send, e.g. waiting for the
+            # database): no reason to probe, let alone replace the producer.
+            if waited < OVERDUE_SECONDS:
+                delivered = None
+            raise VoteNotEnqueued(f"not acknowledged within {waited:.1f} s") from exc
         finally:
             with self._lock:
                 self.health.pending.pop(send_id, None)
                 # What a replaced producer does no longer says anything about delivery.
-                if generation == self._generation:
-                    self.health.sent(ok, time.monotonic())
-            if not ok:
+                if generation == self._generation and delivered is not None:
+                    self.health.sent(delivered, time.monotonic())
+            if delivered is False:
                 self._wake.set()
 
+    async def _producer_now(self) -> tuple[KafkaProducer, int]:
+        try:
+            return await sync_to_async(self._first_producer, thread_sensitive=False)()
+        except (KafkaError, OSError) as exc:
+            raise VoteNotEnqueued(f"no Kafka producer: {exc!r}") from exc
+
     @staticmethod
-    async def _send(
-        producer: KafkaProducer, topic: str, key: bytes, value: bytes, within: float
-    ) -> None:
+    async def _send(producer: KafkaProducer, topic: str, key: bytes, value: bytes) -> None:
+        """Hand the record over and wait for its acknowledgement (the caller bounds the
+        wait). kafka-python completes the future on its sender thread."""
         loop = asyncio.get_running_loop()
         acked: asyncio.Future[Any] = loop.create_future()
 
@@ -216,9 +232,9 @@ class VoteProducer:
 
         try:
             producer.send(topic, key=key, value=value).add_both(done)
-            result = await asyncio.wait_for(acked, within)
-        except (KafkaError, OSError, TimeoutError) as exc:
+        except (KafkaError, OSError) as exc:
             raise VoteNotEnqueued(repr(exc)) from exc
+        result = await acked
         if isinstance(result, BaseException):
             raise VoteNotEnqueued(repr(result))
 
@@ -361,14 +377,16 @@ def close_producer() -> None:
     _vote_producer.close()
 
 
-async def produce_vote(event: VoteEvent) -> None:
-    """Send the event and wait until all in-sync replicas have it; VoteNotEnqueued if not."""
-    await get_vote_producer().send(
-        settings.KAFKA_VOTE_TOPIC,
-        event.key(),
-        event.encode(),
-        settings.KAFKA_PRODUCE_TIMEOUT_SECONDS,
-    )
+def produce_deadline() -> float:
+    """When a vote submitted now must be answered (time.monotonic()): the produce
+    deadline counts from the request's start, not from the moment the record is sent."""
+    return time.monotonic() + settings.KAFKA_PRODUCE_TIMEOUT_SECONDS
+
+
+async def produce_vote(event: VoteEvent, deadline: float) -> None:
+    """Send the event and wait until all in-sync replicas have it, by `deadline`
+    (time.monotonic()); VoteNotEnqueued if not."""
+    await get_vote_producer().send(settings.KAFKA_VOTE_TOPIC, event.key(), event.encode(), deadline)
 
 
 def can_deliver() -> bool:

@@ -16,7 +16,7 @@ from polls.errors import PollNotFound
 from votes.counts import read_counts, read_counts_json
 from votes.messages import VoteEvent
 from votes.metrics import VOTE_PRODUCE_FAILURES, VOTE_PRODUCE_SECONDS
-from votes.producer import VoteNotEnqueued, produce_vote
+from votes.producer import VoteNotEnqueued, produce_deadline, produce_vote
 from votes.rows import PollCounts, VoteCheck
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,11 @@ Q = queries("votes")
 VOTE_NOT_CONFIRMED = "The vote was not confirmed. It may still be counted; sending it again is safe"
 
 
-async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> VoteEvent:
-    """Check the right to vote now, then enqueue the vote durably in Kafka.
+async def do_submit_vote(
+    user: UserRow, poll_id: int, vote_option_id: int, deadline: float | None = None
+) -> VoteEvent:
+    """Check the right to vote now, then enqueue the vote durably in Kafka, answering by
+    `deadline` (time.monotonic(); default: KAFKA_PRODUCE_TIMEOUT_SECONDS from now).
 
     TooManyRequests: over the user's vote rate; Forbidden: no right to vote (also for a
     poll that does not exist); NotFound: the option is not in that poll; Conflict: the
@@ -34,6 +37,10 @@ async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> Vo
     be unreachable (the vote may still be counted; sending it again is safe), or
     PostgreSQL is unavailable.
     """
+    # Counted from here, not from the send: time spent on the checks below (waiting for
+    # a database connection on a busy worker) is time the voter waits too.
+    if deadline is None:
+        deadline = produce_deadline()
     rate = throttle.Rate(settings.VOTE_RATE_PER_SECOND, 1.0, settings.VOTE_RATE_BURST)
     throttle.raise_if_denied(
         await throttle.consume("votes:user", str(user.id), rate), "Too many votes; slow down"
@@ -50,7 +57,7 @@ async def do_submit_vote(user: UserRow, poll_id: int, vote_option_id: int) -> Vo
     event = VoteEvent.new(user.id, poll_id, vote_option_id)
     started = time.perf_counter()
     try:
-        await produce_vote(event)
+        await produce_vote(event, deadline)
     except VoteNotEnqueued as exc:
         VOTE_PRODUCE_FAILURES.inc()
         # The producer logs outages once; one line per vote would flood the log.

@@ -13,6 +13,7 @@ from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
 from db.ids import MAX_ID
 from feedapp.rendering import dumps, raw_json_answer
 from feedapp.schemas import JSON_INTEGER, RETRY_AFTER_HEADER, Detail, HTTPValidationError
+from votes.producer import produce_deadline
 from votes.services import do_submit_vote, get_visible_counts_json
 
 router = Router(tags=["votes"])
@@ -78,8 +79,9 @@ async def submit_vote(request: HttpRequest, body: VotePayload) -> HttpResponse:
     """201 once all in-sync replicas of the broker have the vote; the counts change when the
     consumer applies it. 503 means "not confirmed": the vote may still be applied, and
     sending it again is safe, since a user has one vote per poll."""
+    deadline = produce_deadline()  # the session check counts too
     user = await require_user(request)
-    await do_submit_vote(user, body.poll_id, body.vote_option_id)
+    await do_submit_vote(user, body.poll_id, body.vote_option_id, deadline)
     return raw_json_answer(_ACCEPTED, status=201)
 
 
