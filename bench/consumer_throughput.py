@@ -14,6 +14,11 @@ time, the consumer's own CPU per event once the first batch is applied (from /pr
 what one consumer would reach with a core of its own is 1 / that), and the CPU the
 stack's PostgreSQL, Valkey and Kafka used per event. --py-spy FILE samples the consumer
 and prints where its time goes.
+
+--baseline CHECKOUT runs another source tree's consumer (another revision) too, in
+--rounds alternated runs (this, baseline; then baseline, this; ...), each on a dataset
+and topic of its own, and prints every run's figures and their medians: on a shared
+machine only runs made side by side compare. Both run on this checkout's schema.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -59,9 +66,50 @@ def main() -> None:
     )
     parser.add_argument("--partitions", type=int, default=12, help="partitions of the run's topic")
     parser.add_argument("--py-spy", metavar="FILE", help="sample the consumer, stacks to FILE")
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="also run this source tree's consumer (another revision), alternating with this "
+        "one in --rounds runs each",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with --baseline")
     args = parser.parse_args()
 
     prepare_stack()
+    if not args.baseline:
+        run_once(args, PROJECT_ROOT, args.py_spy)
+        return
+    runs: dict[str, list[Run]] = {"this": [], "baseline": []}
+    checkouts = {"this": PROJECT_ROOT, "baseline": Path(args.baseline).resolve()}
+    for round_ in range(args.rounds):
+        order = ["this", "baseline"] if round_ % 2 == 0 else ["baseline", "this"]
+        for name in order:
+            print(f"\n--- round {round_ + 1}: {name} ({checkouts[name]})", flush=True)
+            runs[name].append(run_once(args, checkouts[name], None))
+    print("\nmedians (steady events/s, consumer and PostgreSQL CPU per event, start-up):")
+    for name, measured in runs.items():
+        print(
+            f"  {name:8} {statistics.median(r.steady for r in measured):8,.0f} events/s, "
+            f"consumer {statistics.median(r.consumer_us for r in measured):.1f} us, "
+            f"postgresql {statistics.median(r.postgresql_us for r in measured):.1f} us, "
+            f"start-up {statistics.median(r.start_up for r in measured):.2f} s; runs: "
+            + ", ".join(f"{r.steady:,.0f} (load {r.load})" for r in measured)
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    steady: float  # events/s from the first applied batch on
+    start_up: float  # seconds from process start to the first applied batch
+    consumer_us: float  # the consumer's CPU per event from the first applied batch on
+    postgresql_us: float  # PostgreSQL's CPU per event over the whole run
+    load: str  # the 1-minute load average before the run
+
+
+def run_once(args: argparse.Namespace, checkout: Path, py_spy: str | None) -> Run:
+    """Fill a fresh topic, run `checkout`'s consumer on it until every offset is stored,
+    check the counts and print the figures."""
+    load_before = load_average()
     data = make_dataset(args.users, args.polls)
     topic = f"bench-votes-{uuid.uuid4().hex[:8]}"
     group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -93,13 +141,15 @@ def main() -> None:
     with log_path.open("wb") as log:
         started = time.monotonic()
         proc = subprocess.Popen(
-            consume_votes_command(topic, group, args.batch_size, stats_interval=5),
-            cwd=PROJECT_ROOT,
+            consume_votes_command(
+                topic, group, args.batch_size, stats_interval=5, checkout=checkout
+            ),
+            cwd=checkout,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        spy = _py_spy(proc.pid, args.py_spy) if args.py_spy else None
+        spy = _py_spy(proc.pid, py_spy) if py_spy else None
         try:
             with psycopg.connect(settings.DATABASE_URL, autocommit=True) as conn:
                 done, first = 0, 0.0
@@ -134,8 +184,8 @@ def main() -> None:
                 spy.wait(timeout=60)
     assert total == len(voted), f"counts {total} != distinct votes {len(voted)}"
     print(
-        f"date: {now()}; machine: {machine()}; revision {git_revision()}; "
-        f"load before: {load_average()}"
+        f"date: {now()}; machine: {machine()}; revision {git_revision(checkout)}; "
+        f"load before: {load_before}"
     )
     print(
         f"applied {args.events} events ({len(voted)} distinct votes, {args.polls} polls, "
@@ -158,9 +208,16 @@ def main() -> None:
             f"{name} {1e6 * used / args.events:.1f} us" for name, used in stores_used.items()
         )
     )
-    if args.py_spy:
-        print(f"\npy-spy of the consumer ({args.py_spy}):")
-        print("\n".join(summarize_stacks([Path(args.py_spy)], top=40)))
+    if py_spy:
+        print(f"\npy-spy of the consumer ({py_spy}):")
+        print("\n".join(summarize_stacks([Path(py_spy)], top=40)))
+    return Run(
+        steady,
+        first - started,
+        1e6 * steady_cpu / max(steady_events, 1),
+        1e6 * stores_used.get("postgresql", 0.0) / args.events,
+        load_before.split()[0],
+    )
 
 
 def _py_spy(pid: int, out: str) -> subprocess.Popen[bytes]:

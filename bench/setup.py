@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.common import setup_django
 from stack.profiles import PROJECT_ROOT, get_profile
@@ -88,9 +89,9 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def git_revision() -> str:
+def git_revision(checkout: Path = PROJECT_ROOT) -> str:
     return subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
+        ["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True, text=True
     ).stdout.strip()
 
 

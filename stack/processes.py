@@ -20,9 +20,10 @@ from stack.profiles import PROJECT_ROOT
 ASGI_APP = "feedapp.asgi:application"
 
 
-def manage_command(*args: str) -> list[str]:
-    """`manage.py <args>` with this interpreter."""
-    return [sys.executable, str(PROJECT_ROOT / "manage.py"), *args]
+def manage_command(*args: str, checkout: Path = PROJECT_ROOT) -> list[str]:
+    """`manage.py <args>` with this interpreter (of `checkout`, another source tree when
+    a benchmark compares revisions)."""
+    return [sys.executable, str(checkout / "manage.py"), *args]
 
 
 # httptools with deadlines for slow clients' request headers and bodies.
@@ -51,6 +52,7 @@ def consume_votes_command(
     poll_timeout_ms: int | None = None,
     stats_interval: float | None = None,
     instance_id: str | None = None,
+    checkout: Path = PROJECT_ROOT,
 ) -> list[str]:
     """`manage.py consume_votes`; options left None take the command's defaults."""
     options = {
@@ -62,7 +64,8 @@ def consume_votes_command(
         "--instance-id": instance_id,
     }
     given = [(name, str(value)) for name, value in options.items() if value is not None]
-    return manage_command("consume_votes", *(part for option in given for part in option))
+    parts = (part for option in given for part in option)
+    return manage_command("consume_votes", *parts, checkout=checkout)
 
 
 def free_port() -> int:

@@ -9,7 +9,10 @@ import re
 import signal
 import uuid
 from collections import Counter
+from datetime import datetime
+from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
 from kafka import KafkaConsumer, TopicPartition
@@ -25,7 +28,8 @@ from tests.consumers import consumer_thread, start_consumer_process, stop_consum
 from tests.polls import SamplePoll, db_counts, db_version, db_votes, make_poll
 from tests.users import make_user
 from tests.waiting import eventually
-from votes.apply import Record, apply_batches
+from votes import broker
+from votes.apply import StoredRecord, apply_batches
 from votes.messages import VoteEvent
 
 
@@ -92,7 +96,7 @@ async def stored_offset_total(group: str, topic: str) -> int:
 
 async def test_replaying_a_batch_changes_nothing(kafka_topic) -> None:
     polls, events = await random_events(200)
-    records = [Record(offset, event.encode()) for offset, event in enumerate(events)]
+    records = [StoredRecord(offset, event.encode()) for offset, event in enumerate(events)]
     with sync_connection() as conn:
         first = apply_batches(conn, "replay", kafka_topic, {0: records})
     before = await snapshot(polls)
@@ -110,7 +114,7 @@ async def test_batch_equals_one_by_one(kafka_topic) -> None:
     polls, events = await random_events(300, polls=2, users=10, seed=2)
     with sync_connection() as conn:
         for offset, event in enumerate(events):
-            apply_batches(conn, "single", kafka_topic, {0: [Record(offset, event.encode())]})
+            apply_batches(conn, "single", kafka_topic, {0: [StoredRecord(offset, event.encode())]})
     single = await snapshot(polls)
     counts, votes = expected_state(events, polls)
     assert single[0] == counts and single[1] == votes
@@ -122,7 +126,7 @@ async def test_batch_equals_one_by_one(kafka_topic) -> None:
             conn,
             "batch",
             kafka_topic,
-            {1: [Record(offset, e.encode()) for offset, e in enumerate(events2)]},
+            {1: [StoredRecord(offset, e.encode()) for offset, e in enumerate(events2)]},
         )
     counts2, votes2 = expected_state(events2, polls2)
     batch = await snapshot(polls2)
@@ -148,7 +152,7 @@ async def test_poison_and_gone_polls_are_skipped_and_counted(kafka_topic) -> Non
             conn,
             "poison",
             kafka_topic,
-            {0: [Record(offset, value) for offset, value in enumerate(values)]},
+            {0: [StoredRecord(offset, value) for offset, value in enumerate(values)]},
         )
     assert (outcome.poison, outcome.gone, outcome.fresh) == (4, 1, len(values))
     counts, votes = expected_state(events, polls)
@@ -266,6 +270,90 @@ async def test_two_consumer_processes_split_partitions(
     counts, votes = expected_state(events, polls)
     state = await snapshot(polls)
     assert state[0] == counts and state[1] == votes
+
+
+async def test_a_revocation_waits_for_the_batch_in_flight(
+    kafka_topic, kafka_producer, tmp_path
+) -> None:
+    """The worker thread applies a batch while the runner polls on; a rebalance that
+    revokes partitions meanwhile returns only once that batch is committed, and every
+    vote is applied once."""
+    polls = await _polls_on_partitions(3)
+    polls, events = await random_events(300, seed=9, made_polls=polls)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    procs = []
+    try:
+        # The test holds every poll row, so the first consumer's batch (all 300 events,
+        # one poll) stays in flight at lock_polls until the test lets it go.
+        async with await psycopg.AsyncConnection.connect(settings.DATABASE_URL) as blocker:
+            await blocker.execute(
+                "SELECT id FROM poll WHERE id = ANY(%s) FOR UPDATE", ([p.id for p in polls],)
+            )
+            produce(kafka_producer, kafka_topic, events)
+            procs.append(start_consumer_process(kafka_topic, group, logs[0], batch_size=500))
+            assert await eventually(_waiting_for_poll_locks, True, within=60)
+            procs.append(start_consumer_process(kafka_topic, group, logs[1], batch_size=500))
+            # Both members in the group and the assignment handed out: the first consumer's
+            # revocation callback is under way, waiting for the batch.
+            stable = await eventually(
+                lambda: asyncio.to_thread(_group_stable_with, group, 2), True, within=60
+            )
+            assert stable
+            await asyncio.sleep(3)  # over kafka-python's 1 s warning for slow listeners
+            assert "partitions revoked" not in logs[0].read_text()
+            released = datetime.now()
+            await blocker.rollback()
+        assert await _all_stored(group, kafka_topic, 300)
+        await eventually(lambda: _both_hold_partitions(logs), True, within=60)
+        _, more_events = await random_events(300, seed=10, made_polls=polls)
+        produce(kafka_producer, kafka_topic, more_events)
+        assert await _all_stored(group, kafka_topic, 600)
+    finally:
+        codes = [stop_consumer_process(proc) for proc in procs]
+    first = logs[0].read_text()
+    assert codes == [0, 0], first
+    revoked_at = [_logged_at(line) for line in first.splitlines() if "partitions revoked" in line]
+    assert revoked_at and revoked_at[0] >= released, first
+    assert re.search(r"on_partitions_revoked for group \S+ took", first), first
+    assert _records_handled(logs[1].read_text()) > 0
+    counts, votes = expected_state(events + more_events, polls)
+    state = await snapshot(polls)
+    assert state[0] == counts and state[1] == votes
+
+
+async def _all_stored(group: str, topic: str, records: int) -> bool:
+    """Whether the group's stored offsets come to `records` within two minutes."""
+    stored = await eventually(lambda: stored_offset_total(group, topic), records, within=120)
+    return stored == records
+
+
+async def _waiting_for_poll_locks() -> bool:
+    """Whether a session waits for a lock on the polls (the consumer's lock_polls)."""
+    async with connection() as conn:  # pg_stat_activity is read once per transaction
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND query LIKE '%%FOR KEY SHARE%%'"
+        )
+        row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+def _group_stable_with(group: str, members: int) -> bool:
+    admin = broker.admin_client()
+    try:
+        described = admin.describe_groups([group])[group]
+    finally:
+        admin.close()
+    return described["group_state"] == "Stable" and len(described["members"]) == members
+
+
+async def _both_hold_partitions(logs: list[Path]) -> bool:
+    return all(_last_assignment(log.read_text()) for log in logs)
+
+
+def _logged_at(line: str) -> datetime:
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
 
 
 async def _polls_on_partitions(partitions: int) -> list[SamplePoll]:

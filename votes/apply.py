@@ -15,15 +15,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import psycopg
 from psycopg import errors
+from psycopg.rows import class_row
 from valkey.exceptions import ValkeyError
 
 from db.sql import queries
 from db.valkey import get_sync_valkey
-from votes.counts import read_counts_sync, store_counts
+from votes.counts import store_counts
 from votes.messages import PoisonEvent, VoteEvent
 from votes.reduce import last_vote_per_user
 from votes.rows import PollCounts
@@ -36,8 +37,20 @@ class StepUnavailable(Exception):
     """A step could not run because a service it needs is down; the runner retries it."""
 
 
-class Record(NamedTuple):
-    """A Kafka record as the steps see it (a tuple: made for every record consumed)."""
+class Record(Protocol):
+    """A Kafka record as the steps see it: kafka-python's ConsumerRecord is one, passed
+    as it comes (a copy of each record consumed was a noticeable share of the runner's
+    time), and so is `StoredRecord`."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class StoredRecord(NamedTuple):
+    """A record made by hand (tests, tools)."""
 
     offset: int
     value: bytes | None
@@ -82,8 +95,7 @@ def apply_batches(
             conn.execute(Q["lock_polls"], {"poll_ids": sorted({v.poll_id for v in votes})})
         touched = _apply_votes(conn, votes, outcome)
         if touched:
-            conn.execute(Q["bump_versions"], {"poll_ids": touched})
-            outcome.counts = read_counts_sync(conn, touched)
+            outcome.counts = _bump_versions(conn, touched)
         conn.execute(
             Q["store_offsets"],
             {**where, "partitions": list(moved), "last_offsets": list(moved.values())},
@@ -164,6 +176,13 @@ def _apply(conn: psycopg.Connection, votes: list[VoteEvent]) -> tuple[int, list[
     ).fetchone()
     assert row is not None
     return int(row[0]), list(row[1])
+
+
+def _bump_versions(conn: psycopg.Connection, poll_ids: list[int]) -> list[PollCounts]:
+    """A new counts version for each poll, and its counts at that version."""
+    with conn.cursor(row_factory=class_row(PollCounts)) as cur:
+        cur.execute(Q["bump_versions"], {"poll_ids": poll_ids})
+        return cur.fetchall()
 
 
 def stored_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:

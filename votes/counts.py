@@ -63,7 +63,7 @@ def store_counts(client: valkey.Valkey, counts: list[PollCounts]) -> None:
 
 
 def read_counts_sync(conn: psycopg.Connection, poll_ids: list[int]) -> list[PollCounts]:
-    """Absolute counts of these polls from PostgreSQL (consumer side)."""
+    """Absolute counts of these polls from PostgreSQL (for synchronous callers)."""
     with conn.cursor(row_factory=psycopg.rows.class_row(PollCounts)) as cur:
         cur.execute(Q["poll_counts"], {"poll_ids": poll_ids})
         return cur.fetchall()

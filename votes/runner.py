@@ -14,14 +14,27 @@ records to them, everything one poll returned (all its partitions) in one call, 
   (also one assigned during the wait) and retries with backoff, never moving past work
   that is not in PostgreSQL;
 - after SIGTERM/SIGINT finishes the batch in hand, then exits.
+
+Overlap: the steps run on one worker thread (`_Applier`), at most one batch in flight,
+while this thread polls and decodes the next batch (psycopg releases the GIL while it
+waits for PostgreSQL, which does most of the work of a batch). Every KafkaConsumer call
+stays on this thread (the client is not thread-safe). A batch's outcome is settled
+here (Kafka commit, metrics) before the next one goes to the worker; a batch that
+failed is retried from here as before, paused, before anything newer is applied. A
+revocation waits for the batch in flight, and records of revoked partitions polled
+before it are dropped, so no batch of a revoked partition is applied after the
+revocation callback returned.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -40,12 +53,13 @@ from feedapp.outages import KAFKA, POSTGRESQL, VALKEY
 from votes import broker, consumer_metrics
 from votes.apply import (
     BatchOutcome,
-    Record,
     StepUnavailable,
     apply_batches,
     cache_counts,
     stored_offsets,
 )
+
+Batches = dict[TopicPartition, list[ConsumerRecord]]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +70,8 @@ FINAL_ATTEMPTS = 3
 # A batch rolled back to break a deadlock is applied again at once this many times.
 CONFLICT_RETRIES = 3
 PAUSED = "the consumer pauses its partitions and retries"
+# How long a thread holds the GIL while another waits for it (Python's default: 5 ms).
+GIL_SWITCH_SECONDS = 0.0005
 
 # KAFKA_CONSUMER_ASSIGNMENT: cooperative rebalancing (KIP-429) moves only the partitions
 # that change owner, so the others are consumed on; range is kafka-python's eager default.
@@ -117,18 +133,79 @@ class Stats:
     since: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Applied:
+    """What one attempt on the worker thread did: the batch is in PostgreSQL; `cached`
+    is False when its post-commit step is still to be done (the service was down)."""
+
+    outcome: BatchOutcome
+    cached: bool
+
+
+class _Applier:
+    """Runs the steps on one worker thread, one batch at a time (at most one in flight).
+
+    One attempt per batch: retries, pauses and everything else that needs the Kafka
+    client stay on the runner's thread.
+    """
+
+    def __init__(self, config: RunnerConfig) -> None:
+        self.config = config
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply-votes")
+        self.in_flight: Future[_Applied] | None = None
+
+    def start(self, batches: Batches) -> Future[_Applied]:
+        assert self.in_flight is None or self.in_flight.done(), "one batch in flight at most"
+        records = {tp.partition: kafka_records for tp, kafka_records in batches.items()}
+        self.in_flight = self.executor.submit(self._attempt, records)
+        return self.in_flight
+
+    def wait(self) -> None:
+        """Until the batch in flight (if any) is committed or has failed."""
+        if self.in_flight is not None:
+            futures.wait([self.in_flight])  # its outcome, or its failure, is the runner's to handle
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+    def _attempt(self, records: dict[int, list[ConsumerRecord]]) -> _Applied:
+        with get_sync_pool().connection() as conn:
+            outcome = apply_batches(conn, self.config.group, self.config.topic, records)
+        POSTGRESQL.ended()
+        try:
+            cache_counts([outcome])
+        except StepUnavailable as exc:
+            log.info("%s; the runner retries", exc)
+            return _Applied(outcome, cached=False)
+        VALKEY.ended()
+        return _Applied(outcome, cached=True)
+
+
 class _Positions(ConsumerRebalanceListener):
     """Newly assigned partitions wait, paused, until the runner has sought each to its
     stored offset + 1 (the listener itself runs on the client's network thread, so it
-    does no I/O)."""
+    does no I/O of its own).
 
-    def __init__(self, consumer: KafkaConsumer, config: RunnerConfig) -> None:
+    A revocation waits for the batch in flight on the worker thread (for as long as one
+    transaction takes; heartbeats wait with it), and notes the revoked partitions so
+    that the runner drops their records polled before: once this callback returned, no
+    batch of them is applied here. `lock` keeps that check and the start of the next
+    batch together.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, config: RunnerConfig, applier: _Applier) -> None:
         self.consumer = consumer
         self.config = config
+        self.applier = applier
         self.waiting: set[TopicPartition] = set()
+        self.lock = threading.Lock()
+        self.revoked: set[TopicPartition] = set()  # since the runner's last poll began
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.waiting.difference_update(revoked)
+        with self.lock:
+            self.applier.wait()
+            self.revoked.update(revoked)
+            self.waiting.difference_update(revoked)
         holding = self.consumer.assignment() - set(revoked)
         log.info("partitions revoked: %s; now holding %s", _numbers(revoked), _numbers(holding))
 
@@ -159,6 +236,18 @@ class _Positions(ConsumerRebalanceListener):
                 self.consumer.seek_to_beginning(tp)
         self.consumer.resume(*self.waiting)
         self.waiting.clear()
+
+    def start(self, batches: Batches) -> Future[_Applied] | None:
+        """Start applying the records of partitions still held; None when none are."""
+        with self.lock:
+            held = self.consumer.assignment()
+            kept = {tp: rs for tp, rs in batches.items() if tp in held - self.revoked}
+            return self.applier.start(kept) if kept else None
+
+    def new_poll(self) -> None:
+        """The records the next poll returns are fetched after the revocations so far."""
+        with self.lock:
+            self.revoked.clear()
 
 
 def _numbers(partitions: Iterable[TopicPartition]) -> list[int]:
@@ -227,19 +316,64 @@ def run(
     while not consumer.partitions_for_topic(config.topic) and not stop.is_set():
         log.warning("waiting for the metadata of topic %s", config.topic)
         stop.wait(1.0)
-    positions = _Positions(consumer, config)
+    # The worker thread needs the GIL back after each PostgreSQL round trip, and the
+    # runner's thread (decoding records in pure Python) would hold it for up to the
+    # default 5 ms each time: several times per batch. 0.5 ms measured faster.
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
+    applier = _Applier(config)
+    positions = _Positions(consumer, config, applier)
     consumer.subscribe([config.topic], listener=positions)
     totals = Stats()
     interval = Stats()
     committer = _Committer(consumer, config)
     # Committed batches whose post-commit step has not run yet (while a service is down).
     unfinished: list[BatchOutcome] = []
+    # The batch on the worker thread: its records (for a retry) and its attempt.
+    in_flight: tuple[Batches, Future[_Applied]] | None = None
+
+    def settle(batches: Batches, attempt: Future[_Applied], forever: bool = True) -> None:
+        """Wait for a batch's attempt; retry it here if it failed; then commit, count and
+        finish its post-commit step (paused while that is unavailable)."""
+        nonlocal interval
+        applied = _applied_until_done(consumer, positions, batches, attempt, stop)
+        if applied is None:
+            return  # stopping, or the partitions moved to another consumer
+        outcome = applied.outcome
+        consumer_metrics.batch_applied(
+            sum(map(len, batches.values())),
+            outcome.fresh,
+            outcome.applicable,
+            outcome.poison,
+            outcome.gone,
+        )
+        if not applied.cached:
+            unfinished.append(outcome)
+        committer.add(outcome.last_offsets)
+        consumer_metrics.record_lag(consumer)
+        for stats in (totals, interval):
+            stats.batches += 1
+            stats.fresh += outcome.fresh
+            stats.applied += outcome.applicable
+            stats.poison += outcome.poison
+            stats.gone += outcome.gone
+        if forever:
+            _after_commit_until_done(consumer, positions, unfinished, stop)
+        if time.monotonic() - interval.since >= config.stats_interval_seconds:
+            _log_stats(consumer, interval)
+            interval = Stats()
+
     log.info("consuming %s as group %s", config.topic, config.group)
     try:
         kafka_backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
         while not stop.is_set():
+            if in_flight is not None and in_flight[1].done():
+                done, in_flight = in_flight, None  # settled once, even if settling raises
+                settle(*done)
             positions.position()
+            positions.new_poll()
             try:
+                # While the worker applies the batch in flight, this polls and decodes the
+                # next one.
                 batches = consumer.poll(
                     timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
                 )
@@ -262,31 +396,22 @@ def run(
                 stop.wait(wait)
                 continue
             if not batches:
-                continue
-            outcome = _apply_until_done(consumer, positions, config, batches, stop)
-            if outcome is None:
-                continue  # stopping, or the partitions moved to another consumer
-            consumer_metrics.batch_applied(
-                sum(map(len, batches.values())),
-                outcome.fresh,
-                outcome.applicable,
-                outcome.poison,
-                outcome.gone,
-            )
-            unfinished.append(outcome)
-            committer.add(outcome.last_offsets)
-            consumer_metrics.record_lag(consumer)
-            for stats in (totals, interval):
-                stats.batches += 1
-                stats.fresh += outcome.fresh
-                stats.applied += outcome.applicable
-                stats.poison += outcome.poison
-                stats.gone += outcome.gone
-            _after_commit_until_done(consumer, positions, unfinished, stop)
-            if time.monotonic() - interval.since >= config.stats_interval_seconds:
-                _log_stats(consumer, interval)
-                interval = Stats()
+                continue  # polling on keeps the group's rebalances going meanwhile
+            if in_flight is not None:
+                # One batch in flight at most, and settled (retried if it failed) before
+                # anything newer is applied.
+                done, in_flight = in_flight, None
+                settle(*done)
+            if not stop.is_set():
+                attempt = positions.start(batches)
+                if attempt is not None:
+                    in_flight = (batches, attempt)
     finally:
+        if in_flight is not None:
+            # SIGTERM finishes the batch in hand: its transaction, Kafka commit and
+            # post-commit step (a few more tries below).
+            settle(*in_flight, forever=False)
+        applier.close()
         if unfinished:
             _after_commit_until_done(
                 consumer, positions, unfinished, threading.Event(), FINAL_ATTEMPTS
@@ -309,34 +434,27 @@ def run(
     return totals
 
 
-def _apply_until_done(
+def _applied_until_done(
     consumer: KafkaConsumer,
     positions: _Positions,
-    config: RunnerConfig,
-    batches: dict[TopicPartition, list[ConsumerRecord]],
+    batches: Batches,
+    attempt: Future[_Applied],
     stop: threading.Event,
-) -> BatchOutcome | None:
-    """Apply one poll's records (all partitions, one transaction), retrying outages."""
+) -> _Applied | None:
+    """The outcome of a batch's attempt on the worker; when it failed, the batch is
+    attempted again (paused while PostgreSQL is down) until it is applied, the process
+    stops, or none of its partitions is held any more."""
     backoff = Backoff(FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS)
     conflicts = 0
     while True:
-        records = {
-            tp.partition: [Record(r.offset, r.value) for r in kafka_records]
-            for tp, kafka_records in batches.items()
-        }
         try:
-            with get_sync_pool().connection() as conn:
-                outcome = apply_batches(conn, config.group, config.topic, records)
-            POSTGRESQL.ended()
-            return outcome
+            return attempt.result()
         except ROLLED_BACK as exc:
             # A deadlock or serialization conflict: the documented remedy is to run the
             # transaction again, at once (a few times, then as for an outage).
             conflicts += 1
             log.warning("batch rolled back by PostgreSQL (%r); applying it again", exc)
-            if conflicts <= CONFLICT_RETRIES:
-                continue
-            wait = backoff.next()
+            wait = 0.0 if conflicts <= CONFLICT_RETRIES else backoff.next()
         except (psycopg.OperationalError, PoolTimeout, OSError) as exc:
             consumer_metrics.retried("postgresql")
             wait = backoff.next()
@@ -344,16 +462,17 @@ def _apply_until_done(
             _drop_broken_connections()
             log.info(
                 "PostgreSQL unavailable, %d records not applied, retrying in %.1f s: %r",
-                sum(map(len, records.values())),
+                sum(map(len, batches.values())),
                 wait,
                 exc,
             )
-        if not _wait_paused(consumer, positions, wait, stop):
+        if wait and not _wait_paused(consumer, positions, wait, stop):
             return None
         # Partitions that moved to another consumer during the wait are its work now.
-        batches = {tp: rs for tp, rs in batches.items() if tp in consumer.assignment()}
-        if not batches:
+        retry = positions.start(batches)
+        if retry is None:
             return None
+        attempt = retry
 
 
 def _drop_broken_connections() -> None:

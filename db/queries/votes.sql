@@ -71,12 +71,6 @@ valid AS (
     JOIN vote_option o ON o.id = i.vote_option_id AND o.poll_id = i.poll_id
     JOIN "user" u ON u.id = i.user_id
 ),
-previous AS (
-    -- Every CTE sees the snapshot from before this statement: these are the old votes.
-    SELECT v.poll_id, v.user_id, v.vote_option_id
-    FROM vote v
-    JOIN valid USING (poll_id, user_id)
-),
 changed AS (
     INSERT INTO vote AS v (poll_id, user_id, vote_option_id, event_id, submitted_at)
     SELECT poll_id, user_id, vote_option_id, event_id, submitted_at FROM valid
@@ -86,14 +80,14 @@ changed AS (
             submitted_at = excluded.submitted_at,
             applied_at = now()
         WHERE v.vote_option_id <> excluded.vote_option_id
-    RETURNING v.poll_id, v.user_id, v.vote_option_id
+    -- The replaced vote's option (PostgreSQL 18's RETURNING old), NULL for a new vote:
+    -- no second look-up of the old votes.
+    RETURNING new.vote_option_id AS new_option, old.vote_option_id AS old_option
 ),
 deltas AS (
-    SELECT poll_id, vote_option_id, 1 AS delta FROM changed
+    SELECT new_option AS vote_option_id, 1 AS delta FROM changed
     UNION ALL
-    SELECT p.poll_id, p.vote_option_id, -1
-    FROM previous p
-    JOIN changed c USING (poll_id, user_id)
+    SELECT old_option, -1 FROM changed WHERE old_option IS NOT NULL
 ),
 counted AS (
     -- An UPDATE, not an upsert: PostgreSQL checks vote_count >= 0 on a proposed insert
@@ -115,14 +109,31 @@ SELECT
 
 -- name: bump_versions
 -- A new counts version for each touched poll (one whose counts changed, so it has counts
--- rows), with its total votes summed again from them in this transaction: the admin
--- shows and sorts polls by it, and it never drifts from the counts.
-INSERT INTO poll_counts_version AS v (poll_id, version, total_votes)
-SELECT c.poll_id, 1, sum(c.vote_count)
-FROM vote_count c
-WHERE c.poll_id = ANY (%(poll_ids)s::bigint[])
-GROUP BY c.poll_id
-ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1, total_votes = excluded.total_votes
+-- rows), with its total votes summed again from its counts in this transaction (the
+-- admin shows and sorts polls by it, and it never drifts from the counts); returns each
+-- poll's absolute counts at that version, as poll_counts does. One statement that reads
+-- the counts once, instead of a bump and a second read.
+WITH counts AS (
+    SELECT
+        o.poll_id,
+        array_agg(o.id ORDER BY o.position) AS option_ids,
+        array_agg(coalesce(c.vote_count, 0) ORDER BY o.position) AS vote_counts,
+        coalesce(sum(c.vote_count), 0) AS total_votes
+    FROM vote_option o
+    LEFT JOIN vote_count c ON c.vote_option_id = o.id
+    WHERE o.poll_id = ANY(%(poll_ids)s::bigint[])
+    GROUP BY o.poll_id
+),
+bumped AS (
+    INSERT INTO poll_counts_version AS v (poll_id, version, total_votes)
+    SELECT poll_id, 1, total_votes FROM counts
+    ON CONFLICT (poll_id) DO UPDATE SET version = v.version + 1, total_votes = excluded.total_votes
+    RETURNING v.poll_id, v.version
+)
+SELECT c.poll_id, b.version, c.option_ids, c.vote_counts
+FROM counts c
+JOIN bumped b USING (poll_id)
+ORDER BY c.poll_id
 
 -- name: poll_counts
 -- Absolute counts in presentation order (zeros included) and the counts version.
