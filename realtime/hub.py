@@ -59,6 +59,10 @@ PING_IDLE_SECONDS = 10.0
 BATCH = 500
 # Streams woken per turn of the event loop when an update reaches many at once.
 WAKE_BATCH = 200
+# How long one turn of a poll's fan-out round may offer (see Hub._fan_out), checking the
+# clock after every TIME_CHECK_EVERY clients.
+FAN_OUT_TURN_SECONDS = 0.01
+TIME_CHECK_EVERY = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,13 +480,12 @@ class Hub:
             poll.fanning = False
             return
         assert poll.latest is not None
-        loop = asyncio.get_running_loop()
-        self._fan_out(poll, list(poll.clients), 0, poll.latest.version, loop.time())
+        self._fan_out(poll, list(poll.clients), 0, poll.latest.version, 0.0)
 
     def _fan_out(
-        self, poll: _Poll, clients: list[Client], start: int, since: int, began: float
+        self, poll: _Poll, clients: list[Client], start: int, since: int, spent: float
     ) -> None:
-        """Offer a poll's newest counts to its clients, WAKE_BATCH per turn of the loop.
+        """Offer a poll's newest counts to its clients, a turn of the loop at a time.
 
         A busy poll publishes versions faster than thousands of streams can be written
         (bench.hot_poll: 20 a second for 10,000 streams). Offering each version to every
@@ -491,23 +494,31 @@ class Hub:
         version arrive is followed by another. So the work per version is constant and
         each stream gets the newest counts once per round.
 
-        The next round starts after a pause as long as the round took: back to back,
-        rounds took all the time the process had, and the votes that make the versions
-        waited (bench.hot_poll got half its 300 votes a second through). A stream so
-        gets the newest counts at least once per two rounds' time, and the fan-out of
-        one poll takes at most about half the process, however busy the poll.
+        A turn takes up to FAN_OUT_TURN_SECONDS (offers written in place are done then;
+        streams to wake are woken WAKE_BATCH a turn by _Wakeups), then the loop's other
+        work runs. The next round starts after a pause as long as this one's turns took
+        (`spent`): back to back, rounds took all the time the process had, and the votes
+        that make the versions waited (bench.hot_poll got half its 300 votes a second
+        through). So one poll's fan-out takes at most about half the process, however
+        busy the poll, and a stream gets the newest counts at least once per two rounds.
         """
         assert poll.latest is not None
         latest = poll.latest
-        end = start + WAKE_BATCH
-        for client in clients[start:end]:
-            client.offer(latest)
         loop = asyncio.get_running_loop()
-        if end < len(clients):
-            loop.call_soon(self._fan_out, poll, clients, end, since, began)
+        began = loop.time()
+        end, count = start, len(clients)
+        while end < count:
+            for client in clients[end : end + TIME_CHECK_EVERY]:
+                client.offer(latest)
+            end += TIME_CHECK_EVERY
+            if loop.time() - began >= FAN_OUT_TURN_SECONDS:
+                break
+        spent += loop.time() - began
+        if end < count:
+            loop.call_soon(self._fan_out, poll, clients, end, since, spent)
         elif latest.version > since and not poll.deleted and poll.clients:
             # Clients offered early in this round got an older version: another round.
-            loop.call_later(loop.time() - began, self._round, poll)
+            loop.call_later(spent, self._round, poll)
         else:
             poll.fanning = False
 
