@@ -289,6 +289,13 @@ SSE_KEEPALIVE_SECONDS = env.float("SSE_KEEPALIVE_SECONDS", default=15.0)
 # expired token ends it with `access_revoked` (WebSocket: close code 4403).
 STREAM_RECHECK_SECONDS = env.float("STREAM_RECHECK_SECONDS", default=15.0)
 
+# --- Garbage collector of a web process (feedapp/collector.py says why) -------------------
+# CPython's three thresholds: allocations between young collections, young collections per
+# middle one, middle ones per full one. CPython's defaults are 700,10,10.
+GC_THRESHOLDS = env.list("GC_THRESHOLDS", cast=int, default=[50_000, 20, 100])
+if len(GC_THRESHOLDS) != 3 or min(GC_THRESHOLDS) < 1:
+    raise environ.ImproperlyConfigured("GC_THRESHOLDS: three positive integers, e.g. 50000,20,100")
+
 # --- Slow clients (feedapp.server.SlowClientGuard, the protocol production's uvicorn runs)
 # A connection whose request headers have not all arrived this long after it was made (or
 # after its next request began) is answered 408 and closed.
