@@ -1,8 +1,8 @@
 """Shared pieces of the live-stream benchmarks: the stack's settings, a server to measure,
 and cheap raw-socket SSE clients (many thousands per process).
 
-Run the benchmarks against a running stack (`python -m stack start`, migrations applied
-with `python manage.py dbmate up`); FEEDAPP_STACK_PORT_OFFSET is honoured.
+Each script starts its profile's services if they are not running and migrates its
+database (`start_stack`); FEEDAPP_STACK_PORT_OFFSET is honoured.
 """
 
 from __future__ import annotations
@@ -55,6 +55,18 @@ def setup_django(profile_name: str, extra: dict[str, str] | None = None) -> None
     import django
 
     django.setup()
+
+
+def start_stack(profile_name: str) -> None:
+    """Start the profile's services (those not running yet) and bring its database's schema
+    up to date; after setup_django."""
+    from django.conf import settings
+
+    from db.migrate import dbmate
+    from stack.__main__ import start_all
+
+    start_all(get_profile(profile_name))
+    dbmate(settings.DATABASE_URL, "up")
 
 
 def fork_stream_clients(

@@ -40,6 +40,7 @@ from bench.common import (
     setup_django,
     signing_keys,
     stack_env,
+    start_stack,
     start_uvicorn,
     stream_request,
     tree_cpu_seconds,
@@ -258,12 +259,11 @@ def main() -> None:
     topic = f"bench-vote-event-{uuid.uuid4().hex[:8]}"
     extra = {"KAFKA_VOTE_TOPIC": topic}
     setup_django(args.profile, extra)
+    start_stack(args.profile)
     from django.conf import settings
 
-    from db.migrate import dbmate
     from votes import broker
 
-    dbmate(settings.DATABASE_URL, "up")  # a fresh stack's database, or one behind main
     broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
     voters = int(args.rate * args.seconds / args.polls) + 1
     polls, cookies, probe_cookies, warm_poll = asyncio.run(prepare(args.polls, voters))

@@ -34,6 +34,7 @@ from bench.common import (
     rss_kib,
     setup_django,
     stack_env,
+    start_stack,
     start_uvicorn,
     stream_request,
     tree_cpu_seconds,
@@ -111,6 +112,7 @@ def main() -> None:
     )
 
     setup_django(args.profile)
+    start_stack(args.profile)
     from db.valkey import get_sync_valkey
     from votes import pubsub
     from votes.rows import PollCounts
