@@ -70,6 +70,15 @@ async def fetch_all(
         return await cur.fetchall()
 
 
+def fetch_all_sync(
+    conn: psycopg.Connection, query: LiteralString, params: Params, row: type[Row]
+) -> list[Row]:
+    """`fetch_all` for a synchronous connection (the vote consumer's)."""
+    with conn.cursor(row_factory=class_row(row)) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()
+
+
 async def fetch_value(conn: psycopg.AsyncConnection, query: LiteralString, params: Params) -> Any:
     """The first column of the first row, or None."""
     async with conn.cursor() as cur:

@@ -19,10 +19,9 @@ from typing import NamedTuple, Protocol
 
 import psycopg
 from psycopg import errors
-from psycopg.rows import class_row
 from valkey.exceptions import ValkeyError
 
-from db.sql import queries
+from db.sql import fetch_all_sync, queries
 from db.valkey import get_sync_valkey
 from votes.counts import store_counts
 from votes.messages import PoisonEvent, VoteEvent
@@ -180,9 +179,7 @@ def _apply(conn: psycopg.Connection, votes: list[VoteEvent]) -> tuple[int, list[
 
 def _bump_versions(conn: psycopg.Connection, poll_ids: list[int]) -> list[PollCounts]:
     """A new counts version for each poll, and its counts at that version."""
-    with conn.cursor(row_factory=class_row(PollCounts)) as cur:
-        cur.execute(Q["bump_versions"], {"poll_ids": poll_ids})
-        return cur.fetchall()
+    return fetch_all_sync(conn, Q["bump_versions"], {"poll_ids": poll_ids}, PollCounts)
 
 
 def stored_offsets(conn: psycopg.Connection, group: str, topic: str) -> dict[int, int]:

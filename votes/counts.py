@@ -21,7 +21,7 @@ from django.conf import settings
 from valkey.exceptions import ValkeyError
 
 from db.pool import run_read
-from db.sql import fetch_all, fetch_one, queries
+from db.sql import fetch_all, fetch_all_sync, fetch_one, queries
 from db.valkey import LuaScript, get_async_valkey
 from feedapp.outages import VALKEY, VALKEY_CONSEQUENCE
 from feedapp.rendering import dumps
@@ -64,9 +64,7 @@ def store_counts(client: valkey.Valkey, counts: list[PollCounts]) -> None:
 
 def read_counts_sync(conn: psycopg.Connection, poll_ids: list[int]) -> list[PollCounts]:
     """Absolute counts of these polls from PostgreSQL (for synchronous callers)."""
-    with conn.cursor(row_factory=psycopg.rows.class_row(PollCounts)) as cur:
-        cur.execute(Q["poll_counts"], {"poll_ids": poll_ids})
-        return cur.fetchall()
+    return fetch_all_sync(conn, Q["poll_counts"], {"poll_ids": poll_ids}, PollCounts)
 
 
 async def read_counts(poll_id: int) -> PollCounts | None:
