@@ -7,6 +7,7 @@ database (`start_stack`); FEEDAPP_STACK_PORT_OFFSET is honoured.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing
 import multiprocessing.process
@@ -55,6 +56,17 @@ def setup_django(profile_name: str, extra: dict[str, str] | None = None) -> None
     import django
 
     django.setup()
+
+
+def add_checkout_option(parser: argparse.ArgumentParser) -> None:
+    """`--checkout`: the source tree the web server runs (another revision's, to compare
+    with in alternated runs against the same stack)."""
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=PROJECT_ROOT,
+        help="source tree the server runs (another revision's checkout, to compare with)",
+    )
 
 
 def start_stack(profile_name: str) -> None:

@@ -38,12 +38,12 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     RESULTS_DIR,
     SseProtocol,
+    add_checkout_option,
     cpu_seconds,
     fork_stream_clients,
     machine,
@@ -271,12 +271,7 @@ def main() -> None:
     )
     parser.add_argument("--in-flight", type=int, default=32, help="handshakes at a time, each")
     parser.add_argument("--profile", default="bench", help="stack profile to run against")
-    parser.add_argument(
-        "--checkout",
-        type=Path,
-        default=PROJECT_ROOT,
-        help="source tree the server runs (another revision's checkout, to compare with)",
-    )
+    add_checkout_option(parser)
     args = parser.parse_args()
 
     pipes, procs = fork_stream_clients(

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import setup_django
+from bench.common import setup_django, start_stack
 from stack.profiles import PROJECT_ROOT, get_profile
 
 PROFILE = get_profile("bench")
@@ -22,14 +22,10 @@ setup_django(PROFILE.name, {"FEEDAPP_ENV_FILE": "/nonexistent"})
 import psycopg  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from db.migrate import dbmate  # noqa: E402
-from stack.__main__ import start_all  # noqa: E402
-
 
 def prepare_stack() -> None:
     """Start the bench stack (idempotent) and bring its schema up to date."""
-    start_all(PROFILE)
-    dbmate(settings.DATABASE_URL, "up")
+    start_stack(PROFILE.name)
 
 
 @dataclass(frozen=True)

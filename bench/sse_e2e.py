@@ -28,11 +28,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     RESULTS_DIR,
+    add_checkout_option,
     machine,
     make_user,
     open_streams,
@@ -238,12 +238,7 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64, help="load votes at a time")
     parser.add_argument("--probe-interval", type=float, default=0.5, help="seconds, per poll")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
-    parser.add_argument(
-        "--checkout",
-        type=Path,
-        default=PROJECT_ROOT,
-        help="source tree the server runs (another revision's checkout, to compare with)",
-    )
+    add_checkout_option(parser)
     args = parser.parse_args()
 
     raise_fd_limit()

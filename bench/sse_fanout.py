@@ -23,11 +23,11 @@ import asyncio
 import statistics
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from bench.common import (
     RESULTS_DIR,
+    add_checkout_option,
     fork_stream_clients,
     machine,
     open_streams,
@@ -39,7 +39,6 @@ from bench.common import (
     stream_request,
     tree_cpu_seconds,
 )
-from stack.profiles import PROJECT_ROOT
 
 
 def client_process(pipe: Connection, count: int, in_flight: int) -> None:
@@ -93,12 +92,7 @@ def main() -> None:
     )
     parser.add_argument("--in-flight", type=int, default=64, help="handshakes at a time, each")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
-    parser.add_argument(
-        "--checkout",
-        type=Path,
-        default=PROJECT_ROOT,
-        help="source tree the server runs (another revision's checkout, to compare with)",
-    )
+    add_checkout_option(parser)
     parser.add_argument(
         "--updates", type=int, default=1, help="updates to publish (more than 1: CPU per event)"
     )
