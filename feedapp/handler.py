@@ -138,9 +138,7 @@ class WriteNow:
         return writer is not None and writer(part)
 
 
-async def send_byte_stream(
-    response: ByteStreamResponse, send: Any, scope: dict[str, Any] | None = None
-) -> None:
+async def send_byte_stream(response: ByteStreamResponse, send: Any, scope: dict[str, Any]) -> None:
     """Django's send_response for a ByteStreamResponse, without its per-part wrappers."""
     headers = [
         (
@@ -155,7 +153,7 @@ async def send_byte_stream(
     ]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
     write_now = response.write_now
-    if write_now is not None and scope is not None:
+    if write_now is not None:
         write_now.writer = scope.get("extensions", {}).get(WRITE_NOW, {}).get("write")
     try:
         async with contextlib.aclosing(response.parts) as parts:
