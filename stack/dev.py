@@ -60,6 +60,10 @@ def main() -> int:
         return 1
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Once: a second signal (make passing on the one its process group got, a second
+        # Ctrl-C) would cut the shutdown below short and end with a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     # Explicitly: a process started in the background inherits SIGINT ignored.
