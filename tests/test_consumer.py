@@ -176,6 +176,37 @@ async def test_consumer_keeps_running_past_poison(kafka_topic, kafka_producer) -
     assert await db_votes(polls[0].id) == votes[polls[0].id]
 
 
+async def test_kafka_offsets_catch_up_with_the_applied_ones_while_idle(
+    kafka_topic, kafka_producer
+) -> None:
+    """Kafka's committed offsets (lag monitoring) are committed at most once a second, so
+    the batches after a commit wait for the next one: it comes even with no more votes."""
+    _, events = await random_events(40, polls=4, users=10, seed=12)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    with consumer_thread(kafka_topic, group, batch_size=50):
+        produce(kafka_producer, kafka_topic, events[:20])
+        assert await eventually(lambda: stored_offset_total(group, kafka_topic), 20) == 20
+        # Applied within the second after the first commit: not due at once.
+        produce(kafka_producer, kafka_topic, events[20:])
+        assert await eventually(lambda: stored_offset_total(group, kafka_topic), 40) == 40
+
+        async def committed() -> int:
+            return await asyncio.to_thread(kafka_committed_total, group, kafka_topic)
+
+        assert await eventually(committed, 40, within=10) == 40
+
+
+def kafka_committed_total(group: str, topic: str) -> int:
+    reader = KafkaConsumer(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, group_id=group, enable_auto_commit=False
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]
+        return sum(reader.committed(tp) or 0 for tp in partitions)
+    finally:
+        reader.close()
+
+
 async def test_reset_group_to_earliest_changes_nothing(kafka_topic, kafka_producer) -> None:
     polls, events = await random_events(300, seed=5)
     produce(kafka_producer, kafka_topic, events)
