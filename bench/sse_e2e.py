@@ -11,6 +11,11 @@ on a stream is the time from just before its POST to that event.
 
     python -m bench.sse_e2e --rate 500 --streams 1000 --polls 10 --seconds 20
 
+With --trace, one more process reads the vote topic (read_committed, as the consumer
+does) and the polls' Valkey channels, so each probe is also timed where it became
+readable in Kafka and where the consumer published its counts: the latency split into
+the web's part, the consumer's and the fan-out's.
+
 Target (issue 6): p99 under 100 ms.
 """
 
@@ -83,6 +88,72 @@ def client_process(pipe: Connection, in_flight: int) -> None:
     uvloop.run(run())
 
 
+def observer_process(pipe: Connection) -> None:
+    """With --trace: watch the vote's path between the POST and the streams. Records, per
+    poll, when each of its Kafka records became readable (read_committed, as the consumer
+    reads them) and when each of its Valkey messages was published, and sends both back
+    on "stop"."""
+    import threading
+
+    import valkey
+    from kafka import KafkaConsumer, TopicPartition
+
+    valkey_url, servers, topic, polls = pipe.recv()  # polls: {poll id: option ids}
+    stop = threading.Event()
+    # Per poll: (arrival, vote option id) of each record; (arrival, version, b, c) of each
+    # message, the shape of a stream's events.
+    records: dict[int, list[tuple[float, int]]] = {poll_id: [] for poll_id in polls}
+    messages: dict[int, list[tuple[float, int, int, int]]] = {poll_id: [] for poll_id in polls}
+
+    def read_kafka() -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=servers, isolation_level="read_committed", enable_auto_commit=False
+        )
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_end()
+        for tp in partitions:
+            consumer.position(tp)
+        ready.set()
+        while not stop.is_set():
+            for batch in consumer.poll(timeout_ms=100).values():
+                arrival = time.time()
+                for record in batch:
+                    body = json.loads(record.value)
+                    if body["poll_id"] in records:
+                        records[body["poll_id"]].append((arrival, body["vote_option_id"]))
+        consumer.close()
+
+    def read_valkey() -> None:
+        pubsub = valkey.Valkey.from_url(valkey_url).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(*(f"vote-updates:poll:{poll_id}" for poll_id in polls))
+        while not stop.is_set():
+            message = pubsub.get_message(timeout=0.1)
+            if message is None:
+                continue
+            arrival = time.time()
+            body = json.loads(message["data"])
+            if body.get("type") == "vote_update":
+                counts = {pair["vote_option_id"]: pair["vote_count"] for pair in body["counts"]}
+                options = polls[body["poll_id"]]
+                messages[body["poll_id"]].append(
+                    (arrival, body["version"], counts[options[1]], counts[options[2]])
+                )
+        pubsub.close()
+
+    ready = threading.Event()
+    threads = [threading.Thread(target=read_kafka), threading.Thread(target=read_valkey)]
+    for thread in threads:
+        thread.start()
+    ready.wait(60)
+    pipe.send("ready")
+    pipe.recv()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    pipe.send((records, messages))
+
+
 class Submitter:
     """Votes over one keep-alive HTTP/1.1 connection, one at a time."""
 
@@ -138,6 +209,7 @@ class Load:
     post_latency: list[float] = field(default_factory=list)
     # Per poll: (time just before the POST, option index 1 or 2) of each accepted probe.
     probes: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
+    probe_post_latency: list[float] = field(default_factory=list)
     began: float = 0.0  # wall clock, as the streams' arrival times
     elapsed: float = 0.0
 
@@ -184,6 +256,7 @@ async def run_load(
             status = await submitter.vote(probe_cookies[index], poll.id, poll.option_ids[option])
             if status == 201:
                 load.probes[poll.id].append((at, option))
+                load.probe_post_latency.append(time.time() - at)
             await asyncio.sleep(args.probe_interval)
 
     start = time.monotonic()
@@ -220,6 +293,31 @@ def probe_latencies(load: Load, streams: list[StreamEvents]) -> tuple[list[float
     return latencies, missing, ambiguous
 
 
+def record_latencies(
+    load: Load, polls: list[Any], records: dict[int, list[tuple[float, int]]]
+) -> list[float]:
+    """Per probe: the time to the first Kafka record of its option readable after its POST."""
+    latencies = []
+    for poll in polls:
+        seen = records[poll.id]
+        times = [arrival for arrival, _ in seen]
+        for sent_at, option in load.probes[poll.id]:
+            wanted = poll.option_ids[option]
+            start = bisect.bisect_left(times, sent_at)
+            match = next((at for at, option_id in seen[start:] if option_id == wanted), None)
+            if match is not None:
+                latencies.append(match - sent_at)
+    return latencies
+
+
+def summary(values: list[float]) -> str:
+    ms = 1000
+    return (
+        f"p50 {statistics.median(values) * ms:.1f} ms, p90 {percentile(values, 0.9) * ms:.1f} ms, "
+        f"p99 {percentile(values, 0.99) * ms:.1f} ms ({len(values)})"
+    )
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
@@ -238,6 +336,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64, help="load votes at a time")
     parser.add_argument("--probe-interval", type=float, default=0.5, help="seconds, per poll")
     parser.add_argument("--profile", default="dev", help="stack profile to run against")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also time each probe where it becomes readable in Kafka and where the consumer "
+        "publishes it to Valkey (one more process, reading both)",
+    )
     add_checkout_option(parser)
     args = parser.parse_args()
 
@@ -248,6 +352,9 @@ def main() -> None:
     procs = [
         ctx.Process(target=client_process, args=(child, 50), daemon=True) for _, child in pipes
     ]
+    observer = ctx.Pipe() if args.trace else None
+    if observer is not None:
+        procs.append(ctx.Process(target=observer_process, args=(observer[1],), daemon=True))
     for proc in procs:
         proc.start()
 
@@ -298,6 +405,17 @@ def main() -> None:
         for parent, _ in pipes:
             if not parent.poll(300) or parent.recv() != "ready":
                 raise SystemExit("a client process did not open its streams")
+        if observer is not None:
+            observer[0].send(
+                (
+                    settings.VALKEY_URL,
+                    settings.KAFKA_BOOTSTRAP_SERVERS,
+                    topic,
+                    {poll.id: poll.option_ids for poll in polls},
+                )
+            )
+            if not observer[0].poll(120) or observer[0].recv() != "ready":
+                raise SystemExit("the observer process did not start")
         time.sleep(2)
         cpu_before = tree_cpu_seconds(server.proc.pid)
         load = asyncio.run(run_load(server.port, polls, cookies, probe_cookies, args))
@@ -310,6 +428,11 @@ def main() -> None:
             if not parent.poll(120):
                 raise SystemExit("a client process did not report")
             streams.extend(parent.recv())
+        if observer is not None:
+            observer[0].send("stop")
+            if not observer[0].poll(120):
+                raise SystemExit("the observer process did not report")
+            records, messages = observer[0].recv()
     finally:
         consumer.terminate()
         consumer.wait(timeout=30)
@@ -340,6 +463,13 @@ def main() -> None:
             f"(target p99 < 100 ms; {len(latencies)} probe deliveries, {missing} missing, "
             f"{ambiguous} ambiguous and left out)"
         )
+    if observer is not None:
+        # Each stage from just before the probe's POST: where the rest of the time goes.
+        published, _, _ = probe_latencies(load, list(messages.items()))
+        print(f"  probe POST answered: {summary(load.probe_post_latency)}")
+        print(f"  readable in Kafka:   {summary(record_latencies(load, polls, records))}")
+        print(f"  published to Valkey: {summary(published)}")
+        print(f"  on the streams:      {summary(latencies)}")
     # What the web worker spent while the votes came: the POSTs and the stream events
     # (compare runs with few and many streams for the cost of one stream event).
     print(
