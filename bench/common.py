@@ -59,13 +59,15 @@ def setup_django(profile_name: str, extra: dict[str, str] | None = None) -> None
 
 
 def add_checkout_option(parser: argparse.ArgumentParser) -> None:
-    """`--checkout`: the source tree the web server runs (another revision's, to compare
-    with in alternated runs against the same stack)."""
+    """`--checkout`: the source tree the web server (and the consumer, where the script
+    starts one) runs: another revision's, to compare with in alternated runs against the
+    same stack."""
     parser.add_argument(
         "--checkout",
         type=Path,
         default=PROJECT_ROOT,
-        help="source tree the server runs (another revision's checkout, to compare with)",
+        help="source tree the server and consumer run (another revision's checkout, to "
+        "compare with)",
     )
 
 

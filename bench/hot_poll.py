@@ -57,7 +57,6 @@ from bench.common import (
     stream_request,
 )
 from stack.processes import consume_votes_command
-from stack.profiles import PROJECT_ROOT
 
 _EVENT = re.compile(rb"id: (\d+)\ndata: ([^\n]*)\n\n")
 # Staleness histogram: 1 ms buckets up to 60 s.
@@ -301,7 +300,7 @@ def main() -> None:
     with (RESULTS_DIR / "hot_poll.consumer.log").open("ab") as consumer_log:
         consumer = subprocess.Popen(
             consume_votes_command(group=f"bench-{topic}"),
-            cwd=PROJECT_ROOT,
+            cwd=args.checkout,
             env={**os.environ, **env},
             stdout=consumer_log,
             stderr=subprocess.STDOUT,

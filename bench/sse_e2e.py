@@ -51,7 +51,6 @@ from bench.common import (
     tree_cpu_seconds,
 )
 from stack.processes import consume_votes_command
-from stack.profiles import PROJECT_ROOT
 
 # Per stream, its events: (arrival time, version, votes for option 2, votes for option 3).
 StreamEvents = tuple[int, list[tuple[float, int, int, int]]]
@@ -383,7 +382,7 @@ def main() -> None:
     with (RESULTS_DIR / "sse_e2e.consumer.log").open("ab") as consumer_log:
         consumer = subprocess.Popen(
             consume_votes_command(group=f"bench-{topic}"),
-            cwd=PROJECT_ROOT,
+            cwd=args.checkout,
             env={**os.environ, **env},
             stdout=consumer_log,
             stderr=subprocess.STDOUT,
