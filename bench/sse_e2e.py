@@ -417,8 +417,10 @@ def main() -> None:
                 raise SystemExit("the observer process did not start")
         time.sleep(2)
         cpu_before = tree_cpu_seconds(server.proc.pid)
+        consumer_cpu_before = tree_cpu_seconds(consumer.pid)
         load = asyncio.run(run_load(server.port, polls, cookies, probe_cookies, args))
         web_cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
+        consumer_cpu = tree_cpu_seconds(consumer.pid) - consumer_cpu_before
         time.sleep(5)  # the last votes' events
         for parent, _ in pipes:
             parent.send("stop")
@@ -475,6 +477,12 @@ def main() -> None:
         f"web CPU: {web_cpu:.1f} s over {load.elapsed:.1f} s "
         f"({web_cpu / load.elapsed:.0%} of a core); stream events meanwhile: {events} "
         f"({events / load.elapsed:.0f}/s); per vote {web_cpu / max(load.sent, 1) * 1000:.2f} ms"
+    )
+    # Measured over the same time: a vote whose batch is still in hand is counted, a
+    # batch of votes sent before the load (the warm-up) is not.
+    print(
+        f"consumer CPU: {consumer_cpu:.1f} s ({consumer_cpu / load.elapsed:.0%} of a core); "
+        f"per vote {consumer_cpu / max(load.sent, 1) * 1000:.2f} ms"
     )
 
 
