@@ -399,7 +399,9 @@ def run(
                 stop.wait(wait)
                 continue
             if not batches:
-                committer.add({})  # what the last batches applied, once the policy says so
+                # What the last batches applied, once due: the figures settle while idle.
+                committer.add({})
+                consumer_metrics.record_lag(consumer)
                 continue  # polling on keeps the group's rebalances going meanwhile
             if in_flight is not None:
                 # One batch in flight at most, and settled (retried if it failed) before
