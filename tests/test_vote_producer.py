@@ -168,6 +168,7 @@ async def test_kafka_frozen_with_votes_in_flight_then_back(api) -> None:
 DEADLINE = 4.0  # KAFKA_PRODUCE_TIMEOUT_SECONDS of the worker under test
 MARGIN = 1.5  # scheduling slack on a shared machine; counted from the send, it was 2.5 s
 LOCK_HELD = 2.5  # the vote check waits this long for PostgreSQL (less than DEADLINE)
+CHECKS_HELD = DEADLINE + 2.0  # longer than the whole deadline
 
 
 @dataclass
@@ -182,12 +183,15 @@ class Answer:
         return self.answered - self.sent
 
 
-async def http_vote(client: httpx.AsyncClient, user_id: int, poll: SamplePoll) -> Answer:
+async def http_vote(
+    client: httpx.AsyncClient, user_id: int, poll: SamplePoll, token: str | None = None
+) -> Answer:
+    """A vote of `user_id` (with `token`, else a new session's), timed."""
     sent = time.monotonic()
     response = await client.post(
         "/api/vote/submit",
         json={"poll_id": poll.id, "vote_option_id": poll.option_ids[0]},
-        headers={"Cookie": f"{COOKIE_NAME}={issue_token(user_id)}"},
+        headers={"Cookie": f"{COOKIE_NAME}={token or issue_token(user_id)}"},
     )
     answered = time.monotonic()
     return Answer(response.status_code, response.headers.get("Retry-After", ""), sent, answered)
@@ -202,12 +206,26 @@ async def vote_check_held_up() -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def checks_held_up() -> AsyncIterator[None]:
+    """PostgreSQL holds both reads a vote makes before its send for the block: the session
+    lookup (it reads revoked_session) and the vote check (vote_option)."""
+    async with connection() as conn:
+        await conn.execute("LOCK TABLE revoked_session, vote_option IN ACCESS EXCLUSIVE MODE")
+        yield
+
+
 @pytest.fixture
 def frozen_broker_worker(tmp_path: Path) -> Iterator[Server]:
-    """A uvicorn worker with a short produce deadline, on a vote topic of its own."""
+    """A uvicorn worker with a short produce deadline, on a vote topic of its own (and a
+    session cache that keeps a session read before the broker froze)."""
     topic = f"test-frozen-{uuid.uuid4().hex[:8]}"
     broker.ensure_topic(topic, 3, 1)
-    env = {"KAFKA_VOTE_TOPIC": topic, "KAFKA_PRODUCE_TIMEOUT_SECONDS": str(DEADLINE)}
+    env = {
+        "KAFKA_VOTE_TOPIC": topic,
+        "KAFKA_PRODUCE_TIMEOUT_SECONDS": str(DEADLINE),
+        "AUTH_USER_CACHE_SECONDS": "60",
+    }
     server = start_server("uvicorn", tmp_path / "server.log", env=env)
     try:
         yield server
@@ -264,3 +282,47 @@ async def test_kafka_frozen_votes_are_answered_by_the_deadline(frozen_broker_wor
             return (await http_vote(client, voters[1], poll)).status
 
         assert await eventually(accepted, 201, within=20) == 201
+
+
+@pytest.mark.stack_control
+async def test_kafka_frozen_votes_are_answered_by_the_deadline_however_slow_the_checks(
+    frozen_broker_worker,
+) -> None:
+    """The deadline, counted from the request's arrival, bounds the steps before the send
+    too. With the broker frozen and PostgreSQL holding the session check (which ninja runs
+    before the view) and the vote check for longer than the whole deadline, every vote is
+    answered 503 with Retry-After by its deadline: not once PostgreSQL answers (and, for a
+    session check, the produce deadline later still)."""
+    server = frozen_broker_worker
+    poll = await make_poll(await make_user())
+    voters = [(await make_user()).id for _ in range(9)]
+    tokens = {voter: issue_token(voter) for voter in voters}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert (await http_vote(client, voters[0], poll)).status == 201  # producer ready
+        # These sessions are now in the worker's cache, so their votes wait for the vote
+        # check; the others' (sessions never seen) for the session lookup.
+        in_cache = voters[5:]
+        for voter in in_cache:
+            cookie = {"Cookie": f"{COOKIE_NAME}={tokens[voter]}"}
+            assert (await client.get(f"/api/vote/{poll.id}", headers=cookie)).status_code == 200
+
+        with faults.frozen("kafka", PROFILE):
+            async with checks_held_up():
+                held = {
+                    voter: asyncio.create_task(http_vote(client, voter, poll, tokens[voter]))
+                    for voter in voters[1:]
+                }
+                await asyncio.sleep(CHECKS_HELD)
+            await asyncio.gather(*held.values())
+        server_log = server.log_tail()
+
+    answers = {voter: task.result() for voter, task in held.items()}
+    for answer in answers.values():
+        assert (answer.status, bool(answer.retry_after)) == (503, True), server_log
+    took = {
+        step: [round(answers[v].took, 2) for v in answers if (v in in_cache) == (step == "check")]
+        for step in ("session", "check")
+    }
+    assert max(max(t) for t in took.values()) <= DEADLINE + MARGIN, (
+        f"votes held at each step were answered after (deadline {DEADLINE} s): {took}"
+    )
