@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,9 @@ from votes.producer import (
     OVERDUE_SECONDS,
     Action,
     DeliveryHealth,
+    _close,
     get_vote_producer,
+    make_kafka_producer,
 )
 
 PROFILE = get_profile("test")
@@ -161,6 +164,59 @@ async def test_kafka_frozen_with_votes_in_flight_then_back(api) -> None:
         might.items()
     )
     assert get_vote_producer().can_deliver()
+
+
+FROZEN_WATCH = 2.5  # less than the producer's request timeout (4.4 s)
+
+
+@pytest.fixture
+def many_partitions(settings: Any) -> Iterator[str]:
+    """A vote topic of 12 partitions: a batch in flight for each is more requests than
+    a connection may have in flight (5)."""
+    topic = settings.KAFKA_VOTE_TOPIC = f"test-partitions-{uuid.uuid4().hex[:8]}"
+    broker.ensure_topic(topic, 12, 1)
+    yield topic
+    admin = broker.admin_client()
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
+@pytest.mark.stack_control
+def test_the_producer_waits_for_a_frozen_broker_without_spinning(many_partitions: str) -> None:
+    """With more records to send than a frozen broker has requests in flight, the web
+    process's producer waits for its answers (or their timeout). kafka-python 3.0.12's
+    sender polled with a zero timeout meanwhile (71,000 times in this test): one thread
+    at full speed, holding the GIL the web worker's event loop needs, so that votes
+    waited before they were even handled."""
+    topic = many_partitions
+    producer = make_kafka_producer()
+    client = producer._sender._client
+    polls = 0
+    poll = client.poll
+
+    def counting_poll(*args: Any, **kwargs: Any) -> Any:
+        nonlocal polls
+        polls += 1
+        return poll(*args, **kwargs)
+
+    client.poll = counting_poll
+    try:
+        producer.send(topic, key=b"first", value=b"v").get(timeout=10)
+        with faults.frozen("kafka", PROFILE):
+            # One record at a time, spread over the partitions.
+            for n in range(40):
+                producer.send(topic, key=b"%d" % n, value=b"v")
+                time.sleep(0.02)
+            before = polls
+            time.sleep(FROZEN_WATCH)
+            polled = polls - before
+    finally:
+        _close(producer)
+
+    # Waiting, the sender polls when something happens (none of it here but wake-ups).
+    assert polled < 50, f"the sender polled {polled} times in {FROZEN_WATCH} s"
 
 
 # --- over HTTP: what a voter on a real web worker sees while the broker is frozen -------
