@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -47,12 +48,15 @@ class FeedAppASGIHandler(ASGIHandler):
 
     async def handle_api(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """One API request, start to end, on the event loop."""
+        received = time.monotonic()
         body = await read_body(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if body is None:
             return  # the client left before its request was complete
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, refused = self.create_request(scope, io.BytesIO(body))
+        if request is not None:
+            request.feedapp_received_at = received  # type: ignore[attr-defined]
         response = refused if request is None else await self.get_api_response(request)
         assert response is not None  # create_request gives a request or an answer
         try:
@@ -184,6 +188,16 @@ async def read_body(receive: Any, limit: int | None) -> bytes | None:
             kept += len(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def received_at(request: HttpRequest) -> float:
+    """When the server began handling `request` (time.monotonic()), before its body and
+    every middleware; for a request that did not come through `handle_api` (Django's test
+    client, the admin), the first time this is asked."""
+    began: float | None = getattr(request, "feedapp_received_at", None)
+    if began is None:
+        began = request.feedapp_received_at = time.monotonic()  # type: ignore[attr-defined]
+    return began
 
 
 def path_info(scope: dict[str, Any]) -> str:

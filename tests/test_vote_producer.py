@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,9 @@ from votes.producer import (
     OVERDUE_SECONDS,
     Action,
     DeliveryHealth,
+    _close,
     get_vote_producer,
+    make_kafka_producer,
 )
 
 PROFILE = get_profile("test")
@@ -163,11 +166,65 @@ async def test_kafka_frozen_with_votes_in_flight_then_back(api) -> None:
     assert get_vote_producer().can_deliver()
 
 
+FROZEN_WATCH = 2.5  # less than the producer's request timeout (4.4 s)
+
+
+@pytest.fixture
+def many_partitions(settings: Any) -> Iterator[str]:
+    """A vote topic of 12 partitions: a batch in flight for each is more requests than
+    a connection may have in flight (5)."""
+    topic = settings.KAFKA_VOTE_TOPIC = f"test-partitions-{uuid.uuid4().hex[:8]}"
+    broker.ensure_topic(topic, 12, 1)
+    yield topic
+    admin = broker.admin_client()
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+
+
+@pytest.mark.stack_control
+def test_the_producer_waits_for_a_frozen_broker_without_spinning(many_partitions: str) -> None:
+    """With more records to send than a frozen broker has requests in flight, the web
+    process's producer waits for its answers (or their timeout). kafka-python 3.0.12's
+    sender polled with a zero timeout meanwhile (71,000 times in this test): one thread
+    at full speed, holding the GIL the web worker's event loop needs, so that votes
+    waited before they were even handled."""
+    topic = many_partitions
+    producer = make_kafka_producer()
+    client = producer._sender._client
+    polls = 0
+    poll = client.poll
+
+    def counting_poll(*args: Any, **kwargs: Any) -> Any:
+        nonlocal polls
+        polls += 1
+        return poll(*args, **kwargs)
+
+    client.poll = counting_poll
+    try:
+        producer.send(topic, key=b"first", value=b"v").get(timeout=10)
+        with faults.frozen("kafka", PROFILE):
+            # One record at a time, spread over the partitions.
+            for n in range(40):
+                producer.send(topic, key=b"%d" % n, value=b"v")
+                time.sleep(0.02)
+            before = polls
+            time.sleep(FROZEN_WATCH)
+            polled = polls - before
+    finally:
+        _close(producer)
+
+    # Waiting, the sender polls when something happens (none of it here but wake-ups).
+    assert polled < 50, f"the sender polled {polled} times in {FROZEN_WATCH} s"
+
+
 # --- over HTTP: what a voter on a real web worker sees while the broker is frozen -------
 
 DEADLINE = 4.0  # KAFKA_PRODUCE_TIMEOUT_SECONDS of the worker under test
 MARGIN = 1.5  # scheduling slack on a shared machine; counted from the send, it was 2.5 s
 LOCK_HELD = 2.5  # the vote check waits this long for PostgreSQL (less than DEADLINE)
+CHECKS_HELD = DEADLINE + 2.0  # longer than the whole deadline
 
 
 @dataclass
@@ -182,12 +239,15 @@ class Answer:
         return self.answered - self.sent
 
 
-async def http_vote(client: httpx.AsyncClient, user_id: int, poll: SamplePoll) -> Answer:
+async def http_vote(
+    client: httpx.AsyncClient, user_id: int, poll: SamplePoll, token: str | None = None
+) -> Answer:
+    """A vote of `user_id` (with `token`, else a new session's), timed."""
     sent = time.monotonic()
     response = await client.post(
         "/api/vote/submit",
         json={"poll_id": poll.id, "vote_option_id": poll.option_ids[0]},
-        headers={"Cookie": f"{COOKIE_NAME}={issue_token(user_id)}"},
+        headers={"Cookie": f"{COOKIE_NAME}={token or issue_token(user_id)}"},
     )
     answered = time.monotonic()
     return Answer(response.status_code, response.headers.get("Retry-After", ""), sent, answered)
@@ -202,12 +262,26 @@ async def vote_check_held_up() -> AsyncIterator[None]:
         yield
 
 
+@asynccontextmanager
+async def checks_held_up() -> AsyncIterator[None]:
+    """PostgreSQL holds both reads a vote makes before its send for the block: the session
+    lookup (it reads revoked_session) and the vote check (vote_option)."""
+    async with connection() as conn:
+        await conn.execute("LOCK TABLE revoked_session, vote_option IN ACCESS EXCLUSIVE MODE")
+        yield
+
+
 @pytest.fixture
 def frozen_broker_worker(tmp_path: Path) -> Iterator[Server]:
-    """A uvicorn worker with a short produce deadline, on a vote topic of its own."""
+    """A uvicorn worker with a short produce deadline, on a vote topic of its own (and a
+    session cache that keeps a session read before the broker froze)."""
     topic = f"test-frozen-{uuid.uuid4().hex[:8]}"
     broker.ensure_topic(topic, 3, 1)
-    env = {"KAFKA_VOTE_TOPIC": topic, "KAFKA_PRODUCE_TIMEOUT_SECONDS": str(DEADLINE)}
+    env = {
+        "KAFKA_VOTE_TOPIC": topic,
+        "KAFKA_PRODUCE_TIMEOUT_SECONDS": str(DEADLINE),
+        "AUTH_USER_CACHE_SECONDS": "60",
+    }
     server = start_server("uvicorn", tmp_path / "server.log", env=env)
     try:
         yield server
@@ -264,3 +338,47 @@ async def test_kafka_frozen_votes_are_answered_by_the_deadline(frozen_broker_wor
             return (await http_vote(client, voters[1], poll)).status
 
         assert await eventually(accepted, 201, within=20) == 201
+
+
+@pytest.mark.stack_control
+async def test_kafka_frozen_votes_are_answered_by_the_deadline_however_slow_the_checks(
+    frozen_broker_worker,
+) -> None:
+    """The deadline, counted from the request's arrival, bounds the steps before the send
+    too. With the broker frozen and PostgreSQL holding the session check (which ninja runs
+    before the view) and the vote check for longer than the whole deadline, every vote is
+    answered 503 with Retry-After by its deadline: not once PostgreSQL answers (and, for a
+    session check, the produce deadline later still)."""
+    server = frozen_broker_worker
+    poll = await make_poll(await make_user())
+    voters = [(await make_user()).id for _ in range(9)]
+    tokens = {voter: issue_token(voter) for voter in voters}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert (await http_vote(client, voters[0], poll)).status == 201  # producer ready
+        # These sessions are now in the worker's cache, so their votes wait for the vote
+        # check; the others' (sessions never seen) for the session lookup.
+        in_cache = voters[5:]
+        for voter in in_cache:
+            cookie = {"Cookie": f"{COOKIE_NAME}={tokens[voter]}"}
+            assert (await client.get(f"/api/vote/{poll.id}", headers=cookie)).status_code == 200
+
+        with faults.frozen("kafka", PROFILE):
+            async with checks_held_up():
+                held = {
+                    voter: asyncio.create_task(http_vote(client, voter, poll, tokens[voter]))
+                    for voter in voters[1:]
+                }
+                await asyncio.sleep(CHECKS_HELD)
+            await asyncio.gather(*held.values())
+        server_log = server.log_tail()
+
+    answers = {voter: task.result() for voter, task in held.items()}
+    for answer in answers.values():
+        assert (answer.status, bool(answer.retry_after)) == (503, True), server_log
+    took = {
+        step: [round(answers[v].took, 2) for v in answers if (v in in_cache) == (step == "check")]
+        for step in ("session", "check")
+    }
+    assert max(max(t) for t in took.values()) <= DEADLINE + MARGIN, (
+        f"votes held at each step were answered after (deadline {DEADLINE} s): {took}"
+    )

@@ -139,6 +139,7 @@ def make_kafka_producer() -> KafkaProducer:
         bootstrap_timeout_ms=2000,
         reconnect_backoff_max_ms=1000,
         selector=broker.PollSelector,
+        kafka_client=broker.ProducerNetClient,
     )
     try:
         producer.partitions_for(settings.KAFKA_VOTE_TOPIC)  # so sends never wait for it

@@ -14,6 +14,7 @@ from db.sql import fetch_one, fetch_value, queries
 from feedapp.errors import Conflict, Forbidden, NotFound, Unavailable
 from polls.errors import PollNotFound
 from votes.counts import read_counts, read_counts_json
+from votes.deadline import DeadlinePassed, by_deadline
 from votes.messages import VoteEvent
 from votes.metrics import VOTE_PRODUCE_FAILURES, VOTE_PRODUCE_SECONDS
 from votes.producer import VoteNotEnqueued, produce_deadline, produce_vote
@@ -35,12 +36,36 @@ async def do_submit_vote(
     poll that does not exist); NotFound: the option is not in that poll; Conflict: the
     poll has expired; Unavailable: the broker did not acknowledge in time or is known to
     be unreachable (the vote may still be counted; sending it again is safe), or
-    PostgreSQL is unavailable.
+    PostgreSQL is unavailable or did not answer the checks by the deadline (the vote was
+    not sent).
     """
-    # Counted from here, not from the send: time spent on the checks below (waiting for
-    # a database connection on a busy worker) is time the voter waits too.
+    # Counted from the request's start, not from the send: time spent on the checks below
+    # (waiting for a database connection on a busy worker) is time the voter waits too.
     if deadline is None:
         deadline = produce_deadline()
+    try:
+        # Bounded by the deadline too: PostgreSQL may take longer than the whole deadline
+        # (its pool's timeout is as long), and the answer would wait for it.
+        await by_deadline(_check_vote(user, poll_id, vote_option_id), deadline)
+    except DeadlinePassed:
+        log.info("vote of user %d on poll %d not confirmed: not checked in time", user.id, poll_id)
+        raise Unavailable(VOTE_NOT_CONFIRMED) from None
+    event = VoteEvent.new(user.id, poll_id, vote_option_id)
+    started = time.perf_counter()
+    try:
+        await produce_vote(event, deadline)
+    except VoteNotEnqueued as exc:
+        VOTE_PRODUCE_FAILURES.inc()
+        # The producer logs outages once; one line per vote would flood the log.
+        log.info("vote of user %d on poll %d not confirmed: %s", user.id, poll_id, exc)
+        raise Unavailable(VOTE_NOT_CONFIRMED) from exc
+    finally:
+        VOTE_PRODUCE_SECONDS.observe(time.perf_counter() - started)
+    return event
+
+
+async def _check_vote(user: UserRow, poll_id: int, vote_option_id: int) -> None:
+    """The vote rate limit and the right to cast this vote now; raises if either says no."""
     rate = throttle.Rate(settings.VOTE_RATE_PER_SECOND, 1.0, settings.VOTE_RATE_BURST)
     throttle.raise_if_denied(
         await throttle.consume("votes:user", str(user.id), rate), "Too many votes; slow down"
@@ -54,18 +79,6 @@ async def do_submit_vote(
         raise NotFound("This option does not belong to this poll")
     if check.expired:
         raise Conflict("This poll has expired")
-    event = VoteEvent.new(user.id, poll_id, vote_option_id)
-    started = time.perf_counter()
-    try:
-        await produce_vote(event, deadline)
-    except VoteNotEnqueued as exc:
-        VOTE_PRODUCE_FAILURES.inc()
-        # The producer logs outages once; one line per vote would flood the log.
-        log.info("vote of user %d on poll %d not confirmed: %s", user.id, poll_id, exc)
-        raise Unavailable(VOTE_NOT_CONFIRMED) from exc
-    finally:
-        VOTE_PRODUCE_SECONDS.observe(time.perf_counter() - started)
-    return event
 
 
 async def get_visible_counts(user: UserRow | None, poll_id: int) -> PollCounts:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Coroutine
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Path, Router, Schema
 from pydantic import ConfigDict, Field
 
 from accounts.auth import optional_user, require_user
-from accounts.security import SESSION_OPTIONAL, SESSION_REQUIRED
+from accounts.rows import UserRow
+from accounts.security import SESSION_OPTIONAL, SessionCookie
 from db.ids import MAX_ID
+from feedapp.errors import Unavailable
 from feedapp.rendering import dumps, raw_json_answer
 from feedapp.schemas import JSON_INTEGER, RETRY_AFTER_HEADER, Detail, HTTPValidationError
-from votes.producer import produce_deadline
-from votes.services import do_submit_vote, get_visible_counts_json
+from votes.deadline import DeadlinePassed, by_deadline, vote_deadline
+from votes.services import VOTE_NOT_CONFIRMED, do_submit_vote, get_visible_counts_json
 
 router = Router(tags=["votes"])
 
@@ -36,6 +39,19 @@ class Accepted(Schema):
 
 
 _ACCEPTED = dumps({"status": "accepted"})
+
+
+async def _by_vote_deadline(request: HttpRequest, check: Coroutine[Any, Any, UserRow]) -> UserRow:
+    try:
+        return await by_deadline(check, vote_deadline(request))
+    except DeadlinePassed:
+        raise Unavailable(VOTE_NOT_CONFIRMED) from None
+
+
+# ninja runs the session check before the view: it counts against the vote's deadline,
+# and is bounded by it, like every later step (a session not in the cache is read from
+# PostgreSQL, which may first mean waiting for a connection).
+VOTE_SESSION_REQUIRED = SessionCookie(run=_by_vote_deadline)
 
 
 class GetVoteCountsRow(Schema):
@@ -60,7 +76,7 @@ class GetVoteCountsRow(Schema):
     operation_id="submit_vote",
     summary="Submit or change a vote",
     # Before the body is validated: anonymous callers always get 401.
-    auth=SESSION_REQUIRED,
+    auth=VOTE_SESSION_REQUIRED,
     openapi_extra={
         # Keyed by the number, as ninja keys its own responses: merged into its 503.
         "responses": {
@@ -79,9 +95,8 @@ async def submit_vote(request: HttpRequest, body: VotePayload) -> HttpResponse:
     """201 once all in-sync replicas of the broker have the vote; the counts change when the
     consumer applies it. 503 means "not confirmed": the vote may still be applied, and
     sending it again is safe, since a user has one vote per poll."""
-    deadline = produce_deadline()  # the session check counts too
-    user = await require_user(request)
-    await do_submit_vote(user, body.poll_id, body.vote_option_id, deadline)
+    user = await require_user(request)  # checked by the route's auth, by the deadline
+    await do_submit_vote(user, body.poll_id, body.vote_option_id, vote_deadline(request))
     return raw_json_answer(_ACCEPTED, status=201)
 
 
