@@ -275,12 +275,20 @@ class OffsetMonitor:
         before = [offsets for at, offsets in self.samples if at <= moment]
         return before[-1] if before else {}
 
-    def resumed_after(self, moment: float, until: float) -> tuple[float | None, list[int]]:
+    def resumed_after(
+        self, moment: float, until: float, baseline_at: float | None = None
+    ) -> tuple[float | None, list[int]]:
         """How long after `moment` every partition that had records waiting was applied
-        again (None: some was not before `until`), and those partitions."""
-        # A transaction the stopped consumer committed just before `moment` can show in a
-        # later sample: the baseline is taken a moment after.
-        start = self.stored_at(moment + SETTLE_SECONDS)
+        again (None: some was not before `until`), and those partitions.
+
+        The applied offsets compared with are those sampled at `baseline_at`; by default a
+        moment after `moment`, since a transaction the stopped consumer committed just
+        before it can show in a later sample. A consumer held still since before `moment`
+        passes a time after it was held instead: it may be applying again within that
+        moment, and would then seem never to have been behind."""
+        if baseline_at is None:
+            baseline_at = moment + SETTLE_SECONDS
+        start = self.stored_at(baseline_at)
         ends = self.ends_at(moment + PENDING_SECONDS)
         waiting = sorted(p for p, end in ends.items() if end - 1 > start.get(p, -1))
         if not waiting:
@@ -291,7 +299,7 @@ class OffsetMonitor:
                 (
                     at
                     for at, offsets in self.samples
-                    if moment + SETTLE_SECONDS < at <= until
+                    if max(moment, baseline_at) < at <= until
                     and offsets.get(partition, -1) > start.get(partition, -1)
                 ),
                 None,

@@ -22,6 +22,7 @@ from accounts.auth import COOKIE_NAME
 from accounts.tokens import issue_token
 from bench.drills.ledger import Ledger
 from bench.drills.load import (
+    SETTLE_SECONDS,
     STREAM_ADDRESS_BASE,
     OffsetMonitor,
     StreamWatcher,
@@ -334,16 +335,20 @@ async def postgres_restarts(run: Run, down: float = 5.0) -> None:
         await asyncio.sleep(0.02)
     os.kill(consumer.proc.pid, signal.SIGSTOP)
     try:
+        # What it applied before it was held, committed by now and sampled since.
+        await asyncio.sleep(SETTLE_SECONDS + 2 * run.monitor.interval)
+        held = run.ledger.now()
         ends = await asyncio.to_thread(run.world.end_offsets)
-        stored = run.monitor.stored_at(run.ledger.now())
+        stored = run.monitor.stored_at(held)
         lag = sum(max(0, end - 1 - stored.get(p, -1)) for p, end in ends.items())
         began, back = await _restart(run, "postgres", down)
     finally:
         os.kill(consumer.proc.pid, signal.SIGCONT)
-    seconds, _ = run.monitor.resumed_after(back, run.ledger.now() + 60)
+    # Compared with what it had applied when it was held: it may catch up within moments.
+    seconds, _ = run.monitor.resumed_after(back, run.ledger.now() + 60, held)
     while seconds is None and run.ledger.now() - back < 30:
         await asyncio.sleep(0.2)
-        seconds, _ = run.monitor.resumed_after(back, run.ledger.now())
+        seconds, _ = run.monitor.resumed_after(back, run.ledger.now(), held)
     run.measure(
         "PostgreSQL restarted during catch-up: consumer applying again after",
         seconds,
