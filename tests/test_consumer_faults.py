@@ -8,9 +8,11 @@ import itertools
 import random
 import re
 import signal
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -25,7 +27,9 @@ from tests.polls import SamplePoll, db_counts, db_votes, make_poll
 from tests.test_consumer import expected_state, random_events, stored_offset_total
 from tests.users import client_for, make_user
 from tests.waiting import eventually
+from votes.broker import VoteConsumer
 from votes.messages import VoteEvent
+from votes.runner import RunnerConfig, make_consumer
 
 PROFILE = get_profile("test")
 
@@ -197,3 +201,43 @@ async def test_a_consumer_started_before_the_migrations_waits_for_them(
     assert text.count("waiting for the database") == 1
     assert "the database is ready" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.stack_control
+def test_the_consumer_waits_for_a_frozen_broker_without_spinning(kafka_topic) -> None:
+    """While the group's coordinator is frozen its heartbeat stays unanswered, and
+    kafka-python 3.0.12's poll went round without waiting (thousands of rounds a second,
+    a core's worth of CPU taken from the web processes beside it)."""
+    config = RunnerConfig(
+        list(settings.KAFKA_BOOTSTRAP_SERVERS), kafka_topic, f"g-{uuid.uuid4().hex[:8]}"
+    )
+    consumer = make_consumer(config)
+    rounds = 0
+    poll_once = consumer._poll_once
+
+    def counting_poll_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal rounds
+        rounds += 1
+        return poll_once(*args, **kwargs)
+
+    consumer._poll_once = counting_poll_once
+    try:
+        consumer.subscribe([kafka_topic])
+        deadline = time.monotonic() + 30
+        while not consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+        assert consumer.assignment(), "no partitions assigned"
+        with faults.frozen("kafka", PROFILE):
+            before = rounds
+            # Within the session timeout (10 s); heartbeats are due every second.
+            consumer.poll(timeout_ms=int(FROZEN_WATCH * 1000))
+            polled = rounds - before
+    finally:
+        consumer.close(autocommit=False)
+    # Waiting, a round ends when a pause of SPIN_PAUSE_SECONDS (10 ms) or a wait does.
+    assert polled < 2 * FROZEN_WATCH / VoteConsumer.SPIN_PAUSE_SECONDS, (
+        f"poll went round {polled} times in {FROZEN_WATCH} s"
+    )
+
+
+FROZEN_WATCH = 3.0

@@ -261,7 +261,7 @@ def make_consumer(config: RunnerConfig) -> KafkaConsumer:
     """The group member. Kafka-python's defaults (a 45 s session, eager rebalancing) left a
     killed consumer's partitions idle for 45 s and stopped every member in a rebalance;
     the settings of RunnerConfig bound both (docs/RELIABILITY.md)."""
-    return KafkaConsumer(
+    return broker.VoteConsumer(
         bootstrap_servers=config.bootstrap_servers,
         group_id=config.group,
         client_id=f"{config.group}-consumer",
