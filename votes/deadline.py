@@ -14,10 +14,10 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.http import HttpRequest
 
 from feedapp.handler import received_at
+from votes.producer import produce_deadline
 
 T = TypeVar("T")
 
@@ -32,11 +32,7 @@ class DeadlinePassed(Exception):
 def vote_deadline(request: HttpRequest) -> float:
     """When the vote `request` carries must be answered (time.monotonic()): the produce
     deadline counted from the moment the server began handling the request."""
-    deadline: float | None = getattr(request, "feedapp_vote_deadline", None)
-    if deadline is None:
-        deadline = received_at(request) + settings.KAFKA_PRODUCE_TIMEOUT_SECONDS
-        request.feedapp_vote_deadline = deadline  # type: ignore[attr-defined]
-    return deadline
+    return produce_deadline(received_at(request))
 
 
 async def by_deadline(step: Coroutine[Any, Any, T], deadline: float) -> T:

@@ -378,10 +378,12 @@ def close_producer() -> None:
     _vote_producer.close()
 
 
-def produce_deadline() -> float:
-    """When a vote submitted now must be answered (time.monotonic()): the produce
-    deadline counts from the request's start, not from the moment the record is sent."""
-    return time.monotonic() + settings.KAFKA_PRODUCE_TIMEOUT_SECONDS
+def produce_deadline(since: float | None = None) -> float:
+    """When a vote submitted at `since` (time.monotonic(); default now) must be answered:
+    the produce deadline counts from the request's start, not from the moment the record
+    is sent."""
+    began = time.monotonic() if since is None else since
+    return began + settings.KAFKA_PRODUCE_TIMEOUT_SECONDS
 
 
 async def produce_vote(event: VoteEvent, deadline: float) -> None:
