@@ -58,9 +58,7 @@ def vote_topic(test_stack: None) -> Iterator[str]:
     topic = settings.KAFKA_VOTE_TOPIC
     broker.ensure_topic(topic, settings.KAFKA_VOTE_TOPIC_PARTITIONS, 1)
     yield topic
-    admin = broker.admin_client()
-    admin.delete_topics([topic])
-    admin.close()
+    broker.delete_topic(topic)
 
 
 @pytest.fixture(scope="session")

@@ -235,9 +235,7 @@ def vote_path(tmp_path) -> Iterator[tuple[Server, subprocess.Popen[bytes], int, 
     finally:
         server.stop()
         stop_consumer_process(consumer)
-        admin = broker.admin_client()
-        admin.delete_topics([topic])
-        admin.close()
+        broker.delete_topic(topic)
 
 
 async def test_the_series_move_when_a_vote_flows_through(vote_path) -> None:

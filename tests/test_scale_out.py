@@ -60,9 +60,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
             web.stop()
         for consumer in consumers:
             stop_consumer_process(consumer)
-        admin = broker.admin_client()
-        admin.delete_topics([topic])
-        admin.close()
+        broker.delete_topic(topic)
 
 
 def partition_of(poll_id: int) -> int:

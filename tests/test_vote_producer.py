@@ -176,11 +176,7 @@ def many_partitions(settings: Any) -> Iterator[str]:
     topic = settings.KAFKA_VOTE_TOPIC = f"test-partitions-{uuid.uuid4().hex[:8]}"
     broker.ensure_topic(topic, 12, 1)
     yield topic
-    admin = broker.admin_client()
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
+    broker.delete_topic(topic)
 
 
 @pytest.mark.stack_control
@@ -287,11 +283,7 @@ def frozen_broker_worker(tmp_path: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-        admin = broker.admin_client()
-        try:
-            admin.delete_topics([topic])
-        finally:
-            admin.close()
+        broker.delete_topic(topic)
 
 
 @pytest.mark.stack_control

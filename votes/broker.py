@@ -212,6 +212,15 @@ def topic_configs(
     return {"min.insync.replicas": str(min_insync_replicas)}
 
 
+def delete_topic(name: str) -> None:
+    """Delete a topic (the tests' and benchmarks' own topics, once they are done)."""
+    admin = admin_client()
+    try:
+        admin.delete_topics([name])
+    finally:
+        admin.close()
+
+
 def ensure_topic(
     name: str, partitions: int, replication_factor: int, min_insync_replicas: int | None = None
 ) -> bool:
