@@ -12,7 +12,6 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +21,7 @@ from kafka import KafkaProducer
 from db.migrate import dbmate
 from stack import faults
 from stack.profiles import get_profile
+from tests.calls import CallCounter
 from tests.consumers import consumer_thread, start_consumer_process
 from tests.polls import SamplePoll, db_counts, db_votes, make_poll
 from tests.test_consumer import expected_state, random_events, stored_offset_total
@@ -212,15 +212,7 @@ def test_the_consumer_waits_for_a_frozen_broker_without_spinning(kafka_topic) ->
         list(settings.KAFKA_BOOTSTRAP_SERVERS), kafka_topic, f"g-{uuid.uuid4().hex[:8]}"
     )
     consumer = make_consumer(config)
-    rounds = 0
-    poll_once = consumer._poll_once
-
-    def counting_poll_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal rounds
-        rounds += 1
-        return poll_once(*args, **kwargs)
-
-    consumer._poll_once = counting_poll_once
+    rounds = CallCounter(consumer, "_poll_once")
     try:
         consumer.subscribe([kafka_topic])
         deadline = time.monotonic() + 30
@@ -228,10 +220,10 @@ def test_the_consumer_waits_for_a_frozen_broker_without_spinning(kafka_topic) ->
             consumer.poll(timeout_ms=200)
         assert consumer.assignment(), "no partitions assigned"
         with faults.frozen("kafka", PROFILE):
-            before = rounds
+            before = rounds.calls
             # Within the session timeout (10 s); heartbeats are due every second.
             consumer.poll(timeout_ms=int(FROZEN_WATCH * 1000))
-            polled = rounds - before
+            polled = rounds.calls - before
     finally:
         consumer.close(autocommit=False)
     # Waiting, a round ends when a pause of SPIN_PAUSE_SECONDS (10 ms) or a wait does.

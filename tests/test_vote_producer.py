@@ -19,6 +19,7 @@ from accounts.tokens import issue_token
 from db.pool import connection
 from stack import faults
 from stack.profiles import get_profile
+from tests.calls import CallCounter
 from tests.polls import SamplePoll, db_votes, make_poll
 from tests.servers import Server, start_server
 from tests.users import client_for, make_user
@@ -188,16 +189,7 @@ def test_the_producer_waits_for_a_frozen_broker_without_spinning(many_partitions
     waited before they were even handled."""
     topic = many_partitions
     producer = make_kafka_producer()
-    client = producer._sender._client
-    polls = 0
-    poll = client.poll
-
-    def counting_poll(*args: Any, **kwargs: Any) -> Any:
-        nonlocal polls
-        polls += 1
-        return poll(*args, **kwargs)
-
-    client.poll = counting_poll
+    polls = CallCounter(producer._sender._client, "poll")
     try:
         producer.send(topic, key=b"first", value=b"v").get(timeout=10)
         with faults.frozen("kafka", PROFILE):
@@ -205,9 +197,9 @@ def test_the_producer_waits_for_a_frozen_broker_without_spinning(many_partitions
             for n in range(40):
                 producer.send(topic, key=b"%d" % n, value=b"v")
                 time.sleep(0.02)
-            before = polls
+            before = polls.calls
             time.sleep(FROZEN_WATCH)
-            polled = polls - before
+            polled = polls.calls - before
     finally:
         _close(producer)
 
