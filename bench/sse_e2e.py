@@ -97,6 +97,10 @@ def observer_process(pipe: Connection) -> None:
     import valkey
     from kafka import KafkaConsumer, TopicPartition
 
+    from votes.messages import VoteEvent
+    from votes.pubsub import decode, updates_channel
+    from votes.rows import PollCounts
+
     valkey_url, servers, topic, polls = pipe.recv()  # polls: {poll id: option ids}
     stop = threading.Event()
     # Per poll: (arrival, vote option id) of each record; (arrival, version, b, c) of each
@@ -118,25 +122,25 @@ def observer_process(pipe: Connection) -> None:
             for batch in consumer.poll(timeout_ms=100).values():
                 arrival = time.time()
                 for record in batch:
-                    body = json.loads(record.value)
-                    if body["poll_id"] in records:
-                        records[body["poll_id"]].append((arrival, body["vote_option_id"]))
+                    event = VoteEvent.decode(record.value)
+                    if event.poll_id in records:
+                        records[event.poll_id].append((arrival, event.vote_option_id))
         consumer.close()
 
     def read_valkey() -> None:
         pubsub = valkey.Valkey.from_url(valkey_url).pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(*(f"vote-updates:poll:{poll_id}" for poll_id in polls))
+        pubsub.subscribe(*map(updates_channel, polls))
         while not stop.is_set():
             message = pubsub.get_message(timeout=0.1)
             if message is None:
                 continue
             arrival = time.time()
-            body = json.loads(message["data"])
-            if body.get("type") == "vote_update":
-                counts = {pair["vote_option_id"]: pair["vote_count"] for pair in body["counts"]}
-                options = polls[body["poll_id"]]
-                messages[body["poll_id"]].append(
-                    (arrival, body["version"], counts[options[1]], counts[options[2]])
+            update = decode(message["channel"], message["data"])
+            if isinstance(update, PollCounts):
+                counts = dict(zip(update.option_ids, update.vote_counts, strict=True))
+                options = polls[update.poll_id]
+                messages[update.poll_id].append(
+                    (arrival, update.version, counts[options[1]], counts[options[2]])
                 )
         pubsub.close()
 
