@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import sys
 from pathlib import Path
 
 import environ
@@ -59,8 +60,13 @@ def _secret(name: str) -> str:
 SECRET_KEY = _secret("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
+# daphne's app gives `runserver` (make dev) its ASGI server. Only there: importing it
+# installs Twisted's reactor, 0.3 s of every other process's start-up (the consumer's,
+# a uvicorn worker's, each management command's).
+RUNSERVER = sys.argv[1:2] == ["runserver"]
+
 INSTALLED_APPS = [
-    "daphne",  # first, so that `runserver` serves the ASGI app through daphne
+    *(["daphne"] if RUNSERVER else []),  # first: its `runserver` replaces Django's
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
