@@ -18,7 +18,9 @@ from votes.runner import RunnerConfig, Stats, run
 
 
 @contextmanager
-def consumer_thread(topic: str, group: str, batch_size: int = 500) -> Iterator[threading.Event]:
+def consumer_thread(
+    topic: str, group: str, batch_size: int = 500, poll_timeout_ms: int = 100
+) -> Iterator[threading.Event]:
     """The runner in a background thread of this process until the block ends."""
     stop = threading.Event()
     result: list[Stats] = []
@@ -27,7 +29,7 @@ def consumer_thread(topic: str, group: str, batch_size: int = 500) -> Iterator[t
         topic,
         group,
         batch_size,
-        poll_timeout_ms=100,
+        poll_timeout_ms=poll_timeout_ms,
         stats_interval_seconds=5,
     )
     thread = threading.Thread(target=lambda: result.append(run(config, stop)), daemon=True)

@@ -196,6 +196,24 @@ async def test_kafka_offsets_catch_up_with_the_applied_ones_while_idle(
         assert await eventually(committed, 40, within=10) == 40
 
 
+async def test_assigned_partitions_and_a_stop_do_not_wait_for_the_poll_timeout(
+    kafka_topic, kafka_producer
+) -> None:
+    """A rebalance happens inside a poll, and the runner seeks newly assigned partitions
+    between polls: the poll that was given them returns at once, and so does the poll
+    under way when the consumer is told to stop. With a minute's poll timeout, either
+    would otherwise take that minute."""
+    polls, events = await random_events(30, polls=3, users=10, seed=13)
+    produce(kafka_producer, kafka_topic, events)
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    with consumer_thread(kafka_topic, group, batch_size=50, poll_timeout_ms=60_000) as stop:
+        assert await eventually(lambda: stored_offset_total(group, kafka_topic), 30) == 30
+        counts, _ = expected_state(events, polls)
+        assert {poll.id: await db_counts(poll.id) for poll in polls} == counts
+        stop.set()
+        # consumer_thread's exit asserts the runner stopped within its 30 s join.
+
+
 def kafka_committed_total(group: str, topic: str) -> int:
     reader = KafkaConsumer(
         bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS, group_id=group, enable_auto_commit=False

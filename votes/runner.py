@@ -203,6 +203,7 @@ class _Positions(ConsumerRebalanceListener):
         self.waiting: set[TopicPartition] = set()
         self.lock = threading.Lock()
         self.revoked: set[TopicPartition] = set()  # since the runner's last poll began
+        self.assigned = False  # partitions were assigned since the runner last positioned
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         with self.lock:
@@ -217,12 +218,14 @@ class _Positions(ConsumerRebalanceListener):
             return
         self.consumer.pause(*assigned)
         self.waiting.update(assigned)
+        self.assigned = True  # the runner's poll returns, to seek them
         holding = self.consumer.assignment() | set(assigned)
         log.info("partitions assigned: %s; now holding %s", _numbers(assigned), _numbers(holding))
 
     def position(self) -> None:
         """Seek the waiting partitions to their stored offsets + 1; they stay paused while
         PostgreSQL cannot say where they are."""
+        self.assigned = False  # before looking: partitions assigned from now on end the poll
         self.waiting.intersection_update(self.consumer.assignment())
         if not self.waiting:
             return
@@ -257,7 +260,7 @@ def _numbers(partitions: Iterable[TopicPartition]) -> list[int]:
     return sorted(tp.partition for tp in partitions)
 
 
-def make_consumer(config: RunnerConfig) -> KafkaConsumer:
+def make_consumer(config: RunnerConfig) -> broker.VoteConsumer:
     """The group member. Kafka-python's defaults (a 45 s session, eager rebalancing) left a
     killed consumer's partitions idle for 45 s and stopped every member in a rebalance;
     the settings of RunnerConfig bound both (docs/RELIABILITY.md)."""
@@ -308,7 +311,7 @@ def wait_for_database(config: RunnerConfig, stop: threading.Event) -> bool:
 def run(
     config: RunnerConfig,
     stop: threading.Event,
-    consumer_factory: Callable[[RunnerConfig], KafkaConsumer] = make_consumer,
+    consumer_factory: Callable[[RunnerConfig], broker.VoteConsumer] = make_consumer,
 ) -> Stats:
     """Consume until `stop` is set; returns the totals."""
     if not wait_for_database(config, stop):
@@ -377,8 +380,11 @@ def run(
             try:
                 # While the worker applies the batch in flight, this polls and decodes the
                 # next one.
-                batches = consumer.poll(
-                    timeout_ms=config.poll_timeout_ms, max_records=config.batch_size
+                # It also ends early to seek newly assigned partitions, or to stop.
+                batches = consumer.poll_until(
+                    lambda: positions.assigned or stop.is_set(),
+                    config.poll_timeout_ms,
+                    config.batch_size,
                 )
                 kafka_backoff.reset()
                 consumer_metrics.polled()
