@@ -302,3 +302,39 @@ async def open_streams(
 
     await asyncio.gather(*(one(request) for request in requests))
     return clients
+
+
+Histograms = dict[tuple[str, str], dict[float, float]]  # (name, route) -> {le: count}
+
+
+def scrape_histograms(port: int) -> Histograms:
+    """The server's histogram buckets from /api/metrics (loopback may scrape): per series
+    name and route label (empty when it has none), the cumulative count per bound."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{port}/api/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    buckets: Histograms = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                key = (family.name, sample.labels.get("route", ""))
+                bound = float(sample.labels["le"])
+                series = buckets.setdefault(key, {})
+                series[bound] = series.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def bucket_quantiles(
+    before: Histograms, after: Histograms, key: tuple[str, str], quantiles: list[float]
+) -> list[float] | None:
+    """For each quantile of what a histogram counted between two scrapes, the bucket bound
+    it falls under (bucket resolution only); None when it counted nothing."""
+    now, then = after.get(key, {}), before.get(key, {})
+    counts = sorted((bound, count - then.get(bound, 0.0)) for bound, count in now.items())
+    if not counts or counts[-1][1] <= 0:
+        return None
+    total = counts[-1][1]
+    return [next(b for b, c in counts if c >= q * total) for q in quantiles]

@@ -38,10 +38,12 @@ from typing import Any
 from bench.common import (
     RESULTS_DIR,
     add_checkout_option,
+    bucket_quantiles,
     machine,
     make_user,
     open_streams,
     raise_fd_limit,
+    scrape_histograms,
     setup_django,
     signing_keys,
     stack_env,
@@ -420,11 +422,13 @@ def main() -> None:
             if not observer[0].poll(120) or observer[0].recv() != "ready":
                 raise SystemExit("the observer process did not start")
         time.sleep(2)
+        histograms_before = scrape_histograms(server.port)
         cpu_before = tree_cpu_seconds(server.proc.pid)
         consumer_cpu_before = tree_cpu_seconds(consumer.pid)
         load = asyncio.run(run_load(server.port, polls, cookies, probe_cookies, args))
         web_cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
         consumer_cpu = tree_cpu_seconds(consumer.pid) - consumer_cpu_before
+        histograms = scrape_histograms(server.port)
         time.sleep(5)  # the last votes' events
         for parent, _ in pipes:
             parent.send("stop")
@@ -475,6 +479,17 @@ def main() -> None:
         print(f"  readable in Kafka:   {summary(record_latencies(load, polls, records))}")
         print(f"  published to Valkey: {summary(published)}")
         print(f"  on the streams:      {summary(latencies)}")
+    # The server's own view of a POST (from the app's first sight of the request, so the
+    # client's figure less this is time queued before it) and of its wait for the brokers'
+    # acknowledgement; bucket bounds only, and of one worker when there are several.
+    for label, key in (
+        ("POST in the server", ("feedapp_http_request_duration_seconds", "/api/vote/submit")),
+        ("Kafka acknowledgement", ("feedapp_vote_produce_duration_seconds", "")),
+    ):
+        bounds = bucket_quantiles(histograms_before, histograms, key, [0.5, 0.9, 0.99])
+        if bounds is not None:
+            p50, p90, p99 = (f"<= {bound * ms:g} ms" for bound in bounds)
+            print(f"{label}: p50 {p50}, p90 {p90}, p99 {p99} (histogram buckets)")
     # What the web worker spent while the votes came: the POSTs and the stream events
     # (compare runs with few and many streams for the cost of one stream event).
     print(
