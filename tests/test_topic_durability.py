@@ -3,6 +3,8 @@ that acks=all means "on that many replicas"."""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 
 import pytest
@@ -60,3 +62,36 @@ def test_the_broker_creates_the_topic_with_the_setting() -> None:
     finally:
         admin.delete_topics([name, plain])
         admin.close()
+
+
+def test_a_topic_that_exists_is_kept_and_its_shortfalls_are_logged(caplog) -> None:
+    """A vote topic made by hand (or by an older release) is not changed, but each way it
+    falls short of what it would be created with is a warning for the operator."""
+    name = f"test-durability-{uuid.uuid4().hex[:10]}"
+
+    def warnings() -> list[str]:
+        ours = [r for r in caplog.records if r.name == "votes.broker"]
+        return [r.getMessage() for r in ours if r.levelno >= logging.WARNING]
+
+    assert broker.ensure_topic(name, 1, 1)
+    try:
+        with override_settings(KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS=2):
+            # The broker may not describe a topic it has just created: ask again a while.
+            deadline = time.monotonic() + 20
+            while not warnings() and time.monotonic() < deadline:
+                with caplog.at_level(logging.WARNING, logger="votes.broker"):
+                    assert not broker.ensure_topic(name, 3, 3)
+                time.sleep(0.2)
+        logged = warnings()
+        assert len(logged) == 3, logged
+        assert "1 partitions, fewer than the 3 configured" in logged[0]
+        assert "1 replicas, fewer than the 3 configured" in logged[1]
+        assert "min.insync.replicas=1, below the 2" in logged[2]
+        assert all("left as it is" in warning for warning in logged)
+
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="votes.broker"):
+            assert not broker.ensure_topic(name, 1, 1)  # just as configured: nothing to say
+        assert warnings() == []
+    finally:
+        broker.delete_topic(name)

@@ -10,11 +10,12 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import MemberToRemove, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, MemberToRemove, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.net.compat import KafkaNetClient
@@ -249,7 +250,11 @@ def delete_topic(name: str) -> None:
 def ensure_topic(
     name: str, partitions: int, replication_factor: int, min_insync_replicas: int | None = None
 ) -> bool:
-    """Create the topic if missing (configs: `topic_configs`); True when this call created it."""
+    """Create the topic if missing (configs: `topic_configs`); True when this call created it.
+
+    A topic that exists is left as it is (changing it is the operator's decision), but
+    each way it falls short of what it would be created with is logged as a warning.
+    """
     configs = topic_configs(replication_factor, min_insync_replicas)
     admin = admin_client()
     try:
@@ -266,6 +271,68 @@ def ensure_topic(
         log.info("created topic %s with %d partitions, configs %s", name, partitions, configs)
         return True
     except TopicAlreadyExistsError:
+        wanted = TopicShape(partitions, replication_factor, int(configs.get(MIN_INSYNC, "1")))
+        existing = _existing_shape(admin, name)
+        for shortfall in wanted.shortfalls(existing) if existing else []:
+            log.warning("topic %s exists with %s; it is left as it is", name, shortfall)
         return False
     finally:
         admin.close()
+
+
+MIN_INSYNC = "min.insync.replicas"
+
+
+@dataclass(frozen=True)
+class TopicShape:
+    """What makes a vote topic durable and parallel enough."""
+
+    partitions: int
+    replication_factor: int  # the fewest replicas of any partition
+    min_insync_replicas: int
+
+    def shortfalls(self, existing: TopicShape) -> list[str]:
+        """How `existing` falls short of this shape, in words for an operator."""
+        found = []
+        if existing.partitions < self.partitions:
+            found.append(
+                f"{existing.partitions} partitions, fewer than the {self.partitions} "
+                "configured (KAFKA_VOTE_TOPIC_PARTITIONS): fewer consumers can share the "
+                "work (adding partitions moves polls between them: only with the web "
+                "processes stopped and the consumers caught up)"
+            )
+        if existing.replication_factor < self.replication_factor:
+            found.append(
+                f"{existing.replication_factor} replicas, fewer than the "
+                f"{self.replication_factor} configured (KAFKA_VOTE_TOPIC_REPLICATION): "
+                "a broker's loss can lose acknowledged votes"
+            )
+        if existing.min_insync_replicas < self.min_insync_replicas:
+            found.append(
+                f"{MIN_INSYNC}={existing.min_insync_replicas}, below the "
+                f"{self.min_insync_replicas} it would be created with "
+                "(KAFKA_VOTE_TOPIC_MIN_INSYNC_REPLICAS): acks=all may then mean only the "
+                "leader; set it with kafka-configs --alter"
+            )
+        return found
+
+
+def _existing_shape(admin: KafkaAdminClient, name: str) -> TopicShape | None:
+    """The topic's shape as the broker describes it; None when it cannot say yet (a topic
+    another process has just created may not be in its metadata yet)."""
+    try:
+        (topic,) = admin.describe_topics([name])
+        described = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, [MIN_INSYNC])], config_filter="all"
+        )
+    except KafkaError as exc:
+        log.info("could not describe topic %s: %r", name, exc)
+        return None
+    found = described.get("topic", {}).get(name, {}).get(MIN_INSYNC)
+    if topic["error_code"] or not topic["partitions"] or found is None:
+        return None
+    return TopicShape(
+        partitions=len(topic["partitions"]),
+        replication_factor=min(len(p["replica_nodes"]) for p in topic["partitions"]),
+        min_insync_replicas=int(found["value"] if isinstance(found, dict) else found),
+    )
