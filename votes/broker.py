@@ -66,7 +66,8 @@ class ProducerNetClient(KafkaNetClient):
 
 class VoteConsumer(KafkaConsumer):
     """kafka-python 3.0.12's KafkaConsumer, whose poll no longer spins while the group's
-    coordinator does not answer (the vote consumer's class, votes.runner.make_consumer).
+    coordinator does not answer, and which can poll until its caller has something to do
+    (`poll_until`; the vote consumer's class, votes.runner.make_consumer).
 
     Each round of KafkaConsumer.poll waits for records at most until the next heartbeat is
     due (`time_to_next_poll`), counted from the last heartbeat *sent*. While a heartbeat
@@ -216,6 +217,9 @@ class ClusterProbe:
                 admin.close()
 
 
+MIN_INSYNC = "min.insync.replicas"
+
+
 def topic_configs(
     replication_factor: int, min_insync_replicas: int | None = None
 ) -> dict[str, str]:
@@ -235,7 +239,7 @@ def topic_configs(
         raise ValueError(
             f"min.insync.replicas {min_insync_replicas} does not fit {replication_factor} replicas"
         )
-    return {"min.insync.replicas": str(min_insync_replicas)}
+    return {MIN_INSYNC: str(min_insync_replicas)}
 
 
 def delete_topic(name: str) -> None:
@@ -278,9 +282,6 @@ def ensure_topic(
         return False
     finally:
         admin.close()
-
-
-MIN_INSYNC = "min.insync.replicas"
 
 
 @dataclass(frozen=True)
