@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from django.conf import settings
 from kafka import KafkaProducer
+from kafka.admin import NewPartitions
 
 from db.migrate import dbmate
 from stack import faults
@@ -27,6 +28,7 @@ from tests.polls import SamplePoll, db_counts, db_votes, make_poll
 from tests.test_consumer import expected_state, random_events, stored_offset_total
 from tests.users import client_for, make_user
 from tests.waiting import eventually
+from votes import broker
 from votes.broker import VoteConsumer
 from votes.messages import VoteEvent
 from votes.runner import RunnerConfig, make_consumer
@@ -233,3 +235,37 @@ def test_the_consumer_waits_for_a_frozen_broker_without_spinning(kafka_topic) ->
 
 
 FROZEN_WATCH = 3.0
+
+
+def test_a_rebalance_that_ends_between_polls_is_not_lost(kafka_topic) -> None:
+    """kafka-python 3.0.12 dropped a rebalance that finished between two polls when
+    nothing asked for a rejoin by then: here the group's only member, its leader, is
+    given a partition added to its topic while it polls with a short timeout. Without
+    VoteConsumer's rejoin it kept its old partitions, with heartbeats disabled, until
+    the broker expelled it."""
+    consumer = VoteConsumer(
+        bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        heartbeat_interval_ms=500,
+        # It learns of the new partition from its next metadata refresh.
+        metadata_max_age_ms=500,
+    )
+    try:
+        consumer.subscribe([kafka_topic])
+        deadline = time.monotonic() + 30
+        while len(consumer.assignment()) < 3 and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=100)
+        assert len(consumer.assignment()) == 3
+        for partitions in (4, 5):  # two rebalances: each one could be dropped
+            admin = broker.admin_client()
+            try:
+                admin.create_partitions({kafka_topic: NewPartitions(total_count=partitions)})
+            finally:
+                admin.close()
+            deadline = time.monotonic() + 20
+            while len(consumer.assignment()) < partitions and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=5)
+            assert sorted(tp.partition for tp in consumer.assignment()) == [*range(partitions)]
+    finally:
+        consumer.close(autocommit=False)

@@ -104,12 +104,37 @@ class VoteConsumer(KafkaConsumer):
                 return records
 
     def _poll_once(self, timer: Any, max_records: int, update_offsets: bool = True) -> Any:
+        self._rejoin_if_a_rebalance_was_dropped()
         records = super()._poll_once(timer, max_records, update_offsets=update_offsets)
         if not records and not timer.expired and self._coordinator.time_to_next_poll() == 0:
             left = timer.timeout_ms  # None: poll without a timeout
             pause = self.SPIN_PAUSE_SECONDS
             time.sleep(pause if left is None else min(pause, left / 1000))
         return records
+
+    def _rejoin_if_a_rebalance_was_dropped(self) -> None:
+        """Join again when kafka-python 3.0.12 has dropped a finished rebalance.
+
+        A poll whose time runs out during a rebalance leaves the join in flight for the
+        next poll to wait on; but if it finishes in between, and by then nothing asks
+        for a rejoin (a leader's own assignment cleared the metadata change that asked
+        for it), no poll ever takes its result: the new assignment is never applied and
+        heartbeats stay disabled, so the broker expels the member after its session
+        timeout while it goes on fetching its old partitions (seen in
+        test_a_rebalance_during_an_outage_loses_nothing, and made certain by adding a
+        partition while polling with a short timeout). Asking for a rejoin lets the
+        next poll join again, as it does when a rejoin is still due.
+        """
+        coordinator = self._coordinator
+        join = coordinator._join_task
+        if join is None or not join.is_done or not coordinator.rejoining:
+            return
+        if not coordinator.need_rejoin():
+            log.warning(
+                "kafka-python dropped a finished rebalance of group %s; joining again",
+                coordinator.group_id,
+            )
+            coordinator.request_rejoin()
 
 
 def _reachable(servers: list[str], timeout: float) -> bool:
