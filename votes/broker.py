@@ -66,8 +66,9 @@ class ProducerNetClient(KafkaNetClient):
 
 class VoteConsumer(KafkaConsumer):
     """kafka-python 3.0.12's KafkaConsumer, whose poll no longer spins while the group's
-    coordinator does not answer, and which can poll until its caller has something to do
-    (`poll_until`; the vote consumer's class, votes.runner.make_consumer).
+    coordinator does not answer nor loses a finished rebalance, and which can poll until
+    its caller has something to do (`poll_until`; the vote consumer's class,
+    votes.runner.make_consumer).
 
     Each round of KafkaConsumer.poll waits for records at most until the next heartbeat is
     due (`time_to_next_poll`), counted from the last heartbeat *sent*. While a heartbeat
