@@ -65,10 +65,10 @@ class ProducerNetClient(KafkaNetClient):
 
 
 class VoteConsumer(KafkaConsumer):
-    """kafka-python 3.0.12's KafkaConsumer, whose poll no longer spins while the group's
-    coordinator does not answer nor loses a finished rebalance, and which can poll until
-    its caller has something to do (`poll_until`; the vote consumer's class,
-    votes.runner.make_consumer).
+    """kafka-python 3.0.12's KafkaConsumer with three changes (the vote consumer's class,
+    votes.runner.make_consumer): its poll no longer spins while the group's coordinator
+    does not answer, it joins again when the library has dropped a finished rebalance,
+    and `poll_until` returns as soon as its caller has something to do.
 
     Each round of KafkaConsumer.poll waits for records at most until the next heartbeat is
     due (`time_to_next_poll`), counted from the last heartbeat *sent*. While a heartbeat
